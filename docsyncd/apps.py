@@ -1,0 +1,86 @@
+"""Finding and loading Bokeh applications.
+
+An app is a ``.py`` module or a directory with ``main.py`` (plus optional
+``server_lifecycle.py`` / ``app_hooks.py``, ``theme.yaml``, ``templates/`` and
+``static/``), loaded with Bokeh's own handlers so it behaves as under
+``bokeh serve``.  Loading compiles the code; a syntax error is reported as one
+sentence naming the file and line instead of a traceback.
+
+Tests: tests/test_apps.py
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from bokeh.application import Application
+from bokeh.application.handlers.document_lifecycle import DocumentLifecycleHandler
+
+
+class AppLoadError(Exception):
+    """An app that cannot be served; the message is meant for the user as it is."""
+
+
+@dataclass
+class LoadedApp:
+    """An application and the URL path it is served at."""
+
+    name: str
+    path: str
+    application: Application
+
+    @property
+    def static_path(self) -> str | None:
+        return self.application.static_path
+
+
+def app_name(path: str) -> str:
+    """The URL name of an app: its file name without ``.py``, or its directory name."""
+    base = os.path.basename(os.path.normpath(path))
+    return base[:-3] if base.endswith(".py") else base
+
+
+_LINE = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+)')
+
+
+def describe_handler_error(handler: Any) -> str:
+    """One line from a failed Bokeh handler: the innermost file and line, and the exception."""
+    detail = (handler.error_detail or "").strip()
+    error = detail.splitlines()[-1] if detail else (handler.error or "unknown error").strip()
+    places = _LINE.findall(detail)
+    if places:
+        filename, line = places[-1]
+        return f"{filename}, line {line}: {error}"
+    return error
+
+
+def load_app(path: str, argv: list[str] | None = None) -> LoadedApp:
+    """Load the app at ``path``; raise ``AppLoadError`` with a one-line reason."""
+    from bokeh.application.handlers import DirectoryHandler, ScriptHandler
+
+    path = os.path.abspath(os.path.expanduser(path))
+    argv = list(argv or [])
+    if os.path.isdir(path):
+        if not os.path.exists(os.path.join(path, "main.py")):
+            raise AppLoadError(f"{path} is a directory without main.py, so it is not a Bokeh app")
+        handler = DirectoryHandler(filename=path, argv=argv)
+    elif not os.path.exists(path):
+        raise AppLoadError(f"no such app: {path}")
+    elif path.endswith(".py"):
+        handler = ScriptHandler(filename=path, argv=argv)
+    else:
+        raise AppLoadError(f"{path} is not a Python module (.py) or an app directory")
+    if handler.failed:
+        raise AppLoadError(f"cannot load app {path}: {describe_handler_error(handler)}")
+    # The lifecycle handler runs the document's on_session_destroyed callbacks,
+    # as bokeh serve adds it.
+    application = Application(handler, DocumentLifecycleHandler())
+    return LoadedApp(app_name(path), path, application)
+
+
+def document_build_errors(application: Application) -> list[str]:
+    """One line per handler that failed while building the last document."""
+    return [describe_handler_error(h) for h in application.handlers if h.failed]

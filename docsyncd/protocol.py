@@ -1,0 +1,174 @@
+"""The websocket at ``/<app>/ws``: handshake checks, then Bokeh messages in order.
+
+Autobahn discards what ``onMessage`` returns, so each connection feeds its
+frames through its own ``DeferredLock``: a message is handled only after the
+previous one finished, even when handling waits for the document lock.
+Messages that arrive before the session is ready (a client that does not wait
+for ACK) queue on the same lock instead of failing.
+
+Tests: tests/test_protocol.py
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionDeny
+from bokeh.util.token import get_session_id
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from . import logs, wire
+from .contexts import RequestContext
+from .security import OriginPolicy, TokenPolicy
+from .sessions import SessionManager
+
+log = Logger(observer=logs.observer)
+
+CLOSE_PROTOCOL_ERROR = 1002
+CLOSE_POLICY_VIOLATION = 1008
+CLOSE_INTERNAL_ERROR = 1011
+CLOSE_GOING_AWAY = 1001
+
+
+def peer_ip(peer: str) -> str:
+    """The address in Autobahn's peer string (``tcp4:1.2.3.4:5678``, ``tcp6:::1:5678``)."""
+    kind, _, rest = peer.partition(":")
+    return rest.rpartition(":")[0] if kind.startswith("tcp") else rest
+
+
+class SyncFactory(WebSocketServerFactory):
+    """Websocket factory of one app: its sessions and the policies its handshake applies."""
+
+    def __init__(self, manager: SessionManager, clock: Any, origins: OriginPolicy, tokens: TokenPolicy,
+                 keep_alive: float = 37.0, max_message_size: int = 20 * 1024 * 1024):
+        super().__init__()
+        self.protocol = SyncProtocol
+        self.manager = manager
+        self.clock = clock
+        self.origins = origins
+        self.tokens = tokens
+        self.setProtocolOptions(
+            autoPingInterval=keep_alive or 0,
+            autoPingTimeout=keep_alive or 0,
+            maxMessagePayloadSize=max_message_size,
+            maxFramePayloadSize=max_message_size,
+            tcpNoDelay=True,
+        )
+
+
+class SyncProtocol(WebSocketServerProtocol):
+    """One browser tab or client connected to one session."""
+
+    factory: SyncFactory
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._inbox = defer.DeferredLock()
+        self._assembler = wire.MessageAssembler()
+        self._token: str | None = None
+        self._refusal: str | None = None
+        self._request: RequestContext | None = None
+        self.session = None
+
+    # -- handshake --------------------------------------------------------
+
+    def onConnect(self, request: Any) -> str | None:
+        scheme = "https" if self.factory.isSecure else "http"
+        host = request.headers.get("host", "")
+        refusal = self.factory.origins.refusal(request.headers.get("origin"), host, scheme)
+        if refusal:
+            log.warn("refused websocket from {peer}: {reason}", peer=request.peer, reason=refusal)
+            raise ConnectionDeny(ConnectionDeny.FORBIDDEN, refusal)
+        protocols = request.protocols
+        if len(protocols) == 2 and protocols[0] == "bokeh":
+            self._token = protocols[1]
+        self._refusal = self.factory.tokens.refusal(self._token, self.factory.clock.seconds())
+        self._request_facts = dict(path=request.path, uri=request.path, host=host, remote_ip=peer_ip(request.peer))
+        return "bokeh" if "bokeh" in protocols else None
+
+    def onOpen(self) -> None:
+        if self._refusal:
+            log.warn("closing websocket from {peer}: {reason}", peer=self.peer, reason=self._refusal)
+            self.sendClose(CLOSE_POLICY_VIOLATION, self._refusal[:120])
+            return
+        self._inbox.run(self._join_session).addErrback(self._fail, "could not open session")
+
+    def _join_session(self) -> defer.Deferred:
+        session_id = get_session_id(self._token)
+        request = RequestContext.from_token(self._token, **self._request_facts)
+        d = self.factory.manager.get_or_create(session_id, self._token, request)
+        return d.addCallback(self._joined)
+
+    def _joined(self, session: Any) -> None:
+        if self.state in (self.STATE_CLOSING, self.STATE_CLOSED):
+            return
+        self.session = session
+        session.attach(self)
+        self.send_frames(wire.encode(wire.PROTOCOL.create("ACK")))
+
+    # -- messages ---------------------------------------------------------
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self._inbox.run(self._receive, payload, isBinary).addErrback(self._fail, "failed to handle a message")
+
+    def _receive(self, payload: bytes, is_binary: bool) -> defer.Deferred | None:
+        if self.session is None:
+            return None  # refused or closing: nothing to apply the message to
+        try:
+            message = self._assembler.feed(payload, is_binary)
+        except wire.WIRE_ERRORS as e:
+            log.warn("protocol error from {peer}: {error}", peer=self.peer, error=e)
+            self.sendClose(CLOSE_PROTOCOL_ERROR, f"protocol error: {e}"[:120])
+            return None
+        if message is None:
+            return None
+        return self._handle(message)
+
+    def _handle(self, message: Any) -> defer.Deferred | None:
+        msgtype = message.msgtype
+        msgid = message.header["msgid"]
+        if msgtype == "PULL-DOC-REQ":
+            d = self.session.pull(message)
+            d.addCallback(self.send_frames)
+        elif msgtype == "PATCH-DOC":
+            d = self.session.patch(self, message)
+            d.addCallback(lambda _: self._reply("OK", msgid))
+        elif msgtype == "PUSH-DOC":
+            d = self.session.push(message)
+            d.addCallback(lambda _: self._reply("OK", msgid))
+        elif msgtype == "SERVER-INFO-REQ":
+            d = defer.succeed(self._reply("SERVER-INFO-REPLY", msgid))
+        else:
+            return self._reply("ERROR", msgid, f"docsyncd does not handle {msgtype} messages from clients")
+        return d.addErrback(self._error_reply, message)
+
+    def _reply(self, msgtype: str, reqid: str, *args: Any) -> None:
+        self.send_frames(wire.encode(wire.PROTOCOL.create(msgtype, reqid, *args)))
+
+    def _error_reply(self, failure: Any, message: Any) -> None:
+        log.failure("could not apply {msgtype} from {peer}", failure, msgtype=message.msgtype, peer=self.peer)
+        self._reply("ERROR", message.header["msgid"], f"{failure.type.__name__}: {failure.getErrorMessage()}")
+
+    def _fail(self, failure: Any, what: str) -> None:
+        log.failure("{what} ({peer}); closing", failure, what=what, peer=self.peer)
+        self.sendClose(CLOSE_INTERNAL_ERROR, what)
+
+    # -- output -------------------------------------------------------------
+
+    def send_frames(self, frames: list[wire.Frame]) -> None:
+        if self.state != self.STATE_OPEN:
+            return
+        for frame in frames:
+            self.sendMessage(frame.payload, frame.is_binary)
+
+    def go_away(self) -> None:
+        """Close because the server is shutting down."""
+        if self.state == self.STATE_OPEN:
+            self.sendClose(CLOSE_GOING_AWAY, "server shutting down")
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if self.session is not None:
+            self.session.detach(self)
+            self.session = None

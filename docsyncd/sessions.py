@@ -1,0 +1,156 @@
+"""SessionManager: the live sessions of one app, from creation to discard.
+
+Sessions are created in one place, ``get_or_create``: the page GET and a
+websocket opened with a fresh token both come here, and concurrent requests
+for one id wait for a single document build.  The app's lifecycle hooks run
+here too, in bokeh serve's order.
+
+Tests: tests/test_sessions.py
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+from bokeh.document import Document
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from . import logs
+from .apps import LoadedApp, document_build_errors
+from .callbacks import call_user
+from .contexts import AppServerContext, AppSessionContext, RequestContext
+from .session import ServerSession
+
+log = Logger(observer=logs.observer)
+
+
+class DocumentBuildError(Exception):
+    """The app's code raised while building a session's document."""
+
+
+class SessionManager:
+    """Creates, finds and discards the sessions of one app."""
+
+    def __init__(self, app: LoadedApp, clock: IReactorTime, reactor: Any = None):
+        self.app = app
+        self.application = app.application
+        self.server_context = AppServerContext(self)
+        self._clock = clock
+        self._reactor = reactor
+        self._sessions: dict[str, ServerSession] = {}
+        self._contexts: dict[str, AppSessionContext] = {}
+        self._waiting: dict[str, list[defer.Deferred]] = {}
+
+    @property
+    def sessions(self) -> list[ServerSession]:
+        return list(self._sessions.values())
+
+    def get(self, session_id: str) -> ServerSession | None:
+        return self._sessions.get(session_id)
+
+    # -- server lifecycle -------------------------------------------------
+
+    def server_loaded(self) -> None:
+        try:
+            self.application.on_server_loaded(self.server_context)
+        except Exception:
+            log.failure("error in on_server_loaded of app {app}", app=self.app.name)
+
+    def server_unloaded(self) -> None:
+        try:
+            self.application.on_server_unloaded(self.server_context)
+        except Exception:
+            log.failure("error in on_server_unloaded of app {app}", app=self.app.name)
+
+    # -- creation ------------------------------------------------------------
+
+    def get_or_create(self, session_id: str, token: str, request: RequestContext) -> defer.Deferred:
+        """Deferred ServerSession with this id, built now if it does not exist."""
+        session = self._sessions.get(session_id)
+        if session is not None:
+            return defer.succeed(session)
+        waiting = self._waiting.get(session_id)
+        d = defer.Deferred()
+        if waiting is not None:
+            waiting.append(d)
+            return d
+        self._waiting[session_id] = [d]
+        defer.Deferred.fromCoroutine(self._create(session_id, token, request)).addBoth(
+            self._notify_waiting, session_id
+        )
+        return d
+
+    def _notify_waiting(self, result: Any, session_id: str) -> None:
+        for d in self._waiting.pop(session_id):
+            if isinstance(result, ServerSession):
+                d.callback(result)
+            else:
+                d.errback(result)
+
+    async def _create(self, session_id: str, token: str, request: RequestContext) -> ServerSession:
+        started = self._clock.seconds()
+        doc = Document()
+        context = AppSessionContext(session_id, self.server_context, doc, request, token)
+        doc._session_context = weakref.ref(context)
+        try:
+            await self._run_session_hooks("on_session_created", context)
+            self.application.initialize_document(doc)
+        except Exception as e:
+            await self._run_session_hooks("on_session_destroyed", context)
+            raise DocumentBuildError(f"{type(e).__name__}: {e}") from e
+        errors = document_build_errors(self.application)
+        if errors:
+            await self._run_session_hooks("on_session_destroyed", context)
+            raise DocumentBuildError("; ".join(errors))
+        session = ServerSession(session_id, doc, token, self._clock, self._reactor)
+        context.attach(session)
+        self._sessions[session_id] = session
+        self._contexts[session_id] = context
+        log.info(
+            "session {sid} created for app {app} in {ms:.1f} ms",
+            sid=session_id, app=self.app.name, ms=(self._clock.seconds() - started) * 1000,
+        )
+        return session
+
+    async def _run_session_hooks(self, hook: str, context: AppSessionContext) -> None:
+        """Run every handler's session hook; a failing hook is logged, as under bokeh serve."""
+        for handler in self.application.handlers:
+            try:
+                await call_user(getattr(handler, hook), context)
+            except Exception:
+                log.failure("error in {hook} of app {app} (session {sid})", hook=hook, app=self.app.name, sid=context.id)
+
+    # -- discard -------------------------------------------------------------
+
+    def discard_unused(self, lifetime: float) -> defer.Deferred:
+        """Discard every session that has had no connection for ``lifetime`` seconds."""
+
+        def expired(session: ServerSession) -> bool:
+            return (session.unused_for(holding_lock=True) or 0) >= lifetime
+
+        stale = [s for s in self._sessions.values() if (s.unused_for() or 0) >= lifetime]
+        return defer.gatherResults([defer.Deferred.fromCoroutine(self._discard(s, expired)) for s in stale])
+
+    def discard_all(self) -> defer.Deferred:
+        """Discard every session, connected or not (server shutdown)."""
+        return defer.gatherResults(
+            [defer.Deferred.fromCoroutine(self._discard(s, lambda s: True)) for s in self.sessions]
+        )
+
+    async def _discard(self, session: ServerSession, still_wanted) -> None:
+        def destroy_if_still_wanted() -> bool:
+            # Someone may have connected while we waited for the lock.
+            if not still_wanted(session):
+                return False
+            session.destroy()
+            return True
+
+        if not await session.with_document_locked(destroy_if_still_wanted):
+            return
+        self._sessions.pop(session.id, None)
+        context = self._contexts.pop(session.id)
+        await self._run_session_hooks("on_session_destroyed", context)
+        log.info("session {sid} of app {app} discarded", sid=session.id, app=self.app.name)

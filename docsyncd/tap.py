@@ -1,0 +1,132 @@
+"""``twistd docsync``: command-line options and the service they describe.
+
+Option names follow ``bokeh serve`` where it has them; times given in
+milliseconds there are milliseconds here too.  ``makeService`` builds the
+whole service tree up front; ``make_service(options, reactor)`` is the seam
+tests use with a MemoryReactor.
+
+Tests: tests/test_tap.py
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from twisted.application import service, strports
+from twisted.python import usage
+
+from . import logs
+
+DEFAULT_PORT = 5006
+
+
+def _escape_endpoint(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
+
+
+class Options(usage.Options):
+    synopsis = "[options] --app PATH [--app PATH ...] [--args ARG ...]"
+    longdesc = (
+        "Serve Bokeh applications (a .py module or a directory with main.py), "
+        "each at /<name>, keeping every session's document in sync with BokehJS "
+        "over a websocket. Times are in milliseconds, as in `bokeh serve`."
+    )
+
+    optParameters = [
+        ["port", "p", DEFAULT_PORT, "TCP port to listen on (sugar for --listen tcp:PORT).", int],
+        ["address", "a", "", "Interface to listen on with --port (default: all)."],
+        ["prefix", None, "", "URL prefix under which every app is served, e.g. /bokeh."],
+        ["keep-alive", None, 37000, "Websocket ping interval in ms (0 disables).", int],
+        ["check-unused-sessions", None, 17000, "How often to look for unused sessions, in ms.", int],
+        ["unused-session-lifetime", None, 15000, "How long a session without connections lives, in ms.", int],
+        ["session-token-expiration", None, 300, "Seconds a page's session token may wait before its websocket opens.", int],
+        ["session-ids", None, "unsigned", "unsigned, or signed with DOCSYNC_SECRET_KEY (BOKEH_SECRET_KEY also read)."],
+        ["websocket-max-message-size", None, 20 * 1024 * 1024, "Largest websocket message accepted, in bytes.", int],
+        ["log-level", None, "info", f"One of {', '.join(logs.LEVELS)}."],
+        ["index", None, None, "Jinja2 template for the index page (variables: prefix, items)."],
+    ]
+    optFlags = [
+        ["disable-index", None, "Answer 404 at / instead of listing the apps."],
+        ["args", None, "Every argument after this one becomes the apps' sys.argv[1:]."],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["apps"] = []
+        self["listen"] = []
+        self["allow-websocket-origin"] = []
+        self["app-argv"] = []
+
+    def opt_app(self, path: str) -> None:
+        """A Bokeh app to serve: a .py module or a directory with main.py (repeatable)."""
+        self["apps"].append(path)
+
+    def opt_listen(self, endpoint: str) -> None:
+        """A Twisted server endpoint to listen on, e.g. tcp:5006, unix:/run/docsync.sock (repeatable)."""
+        self["listen"].append(endpoint)
+
+    def opt_allow_websocket_origin(self, host: str) -> None:
+        """A host[:port] whose pages may open websockets (repeatable; replaces the default, this server itself)."""
+        self["allow-websocket-origin"].append(host)
+
+    def parseArgs(self, *argv: str) -> None:
+        if argv and not self["args"]:
+            raise usage.UsageError(f"unexpected argument {argv[0]!r}; apps are given with --app, their arguments after --args")
+        self["app-argv"] = list(argv)
+
+    def postOptions(self) -> None:
+        if not self["apps"]:
+            raise usage.UsageError("give at least one app with --app PATH (a .py module or a directory with main.py)")
+        for name in ("keep-alive",):
+            if self[name] < 0:
+                raise usage.UsageError(f"--{name} must be 0 (off) or a positive number of milliseconds")
+        for name in ("check-unused-sessions", "unused-session-lifetime", "session-token-expiration",
+                     "websocket-max-message-size"):
+            if self[name] <= 0:
+                raise usage.UsageError(f"--{name} must be a positive number")
+        if self["log-level"] not in logs.LEVELS:
+            raise usage.UsageError(f"--log-level must be one of {', '.join(logs.LEVELS)}")
+        if self["session-ids"] not in ("unsigned", "signed"):
+            raise usage.UsageError("--session-ids must be unsigned or signed")
+        self["secret-key"] = os.environ.get("DOCSYNC_SECRET_KEY") or os.environ.get("BOKEH_SECRET_KEY")
+        if self["session-ids"] == "signed" and not self["secret-key"]:
+            raise usage.UsageError("--session-ids signed needs a secret key in DOCSYNC_SECRET_KEY (make one with `docsync secret`)")
+        self["prefix"] = "/" + self["prefix"].strip("/") if self["prefix"].strip("/") else ""
+        if not self["listen"]:
+            endpoint = f"tcp:{self['port']}"
+            if self["address"]:
+                endpoint += f":interface={_escape_endpoint(self['address'])}"
+            self["listen"] = [endpoint]
+        if self["index"] and not os.path.isfile(self["index"]):
+            raise usage.UsageError(f"--index {self['index']}: no such file")
+
+
+def make_service(options: Options, reactor: Any) -> service.MultiService:
+    """The daemon's service tree for ``options``, listening through ``reactor``."""
+    from .apps import AppLoadError, load_app
+    from .server import build_site
+
+    logs.set_level(options["log-level"])
+    try:
+        apps = [load_app(path, options["app-argv"]) for path in options["apps"]]
+    except AppLoadError as e:
+        raise SystemExit(f"docsync: {e}")
+    names = [app.name for app in apps]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise SystemExit(f"docsync: two apps would be served at /{duplicates[0]}; rename one of them")
+
+    site, apps_service = build_site(apps, options, reactor)
+    top = service.MultiService()
+    apps_service.setServiceParent(top)
+    for endpoint in options["listen"]:
+        strports.service(endpoint, site, reactor=reactor).setServiceParent(top)
+    return top
+
+
+def makeService(options: Options) -> service.MultiService:
+    from twisted.internet import reactor
+
+    return make_service(options, reactor)

@@ -1,0 +1,354 @@
+"""twisted.web resources: app pages, autoload.js, metadata, static files, the index.
+
+The page GET is where a browser's session is created, as under bokeh serve:
+the request's headers, cookies and arguments go into the session token, so
+the websocket side (and app code) sees the request that made the session.
+
+Tests: tests/test_web.py
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from autobahn.twisted.resource import WebSocketResource
+from bokeh.core.templates import AUTOLOAD_JS
+from bokeh.embed.bundle import Script, bundle_for_objs_and_resources
+from bokeh.embed.elements import script_for_render_items
+from bokeh.embed.server import server_html_page_for_session
+from bokeh.embed.util import RenderItem
+from bokeh.resources import Resources
+from bokeh.settings import settings
+from bokeh.util.token import check_token_signature, generate_jwt_token, generate_session_id, get_session_id
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import http, resource, server, static
+from twisted.web.util import Redirect
+
+from . import logs
+from .contexts import RequestContext
+from .protocol import SyncFactory
+from .sessions import DocumentBuildError, SessionManager
+
+log = Logger(observer=logs.observer)
+
+TEMPLATES = os.path.join(os.path.dirname(__file__), "templates")
+ONE_YEAR = 365 * 24 * 3600
+
+
+class SessionSettings:
+    """How pages mint session ids and tokens (shared by every app of a server)."""
+
+    def __init__(self, secret_key: bytes | None = None, signed: bool = False, token_expiration: int = 300,
+                 generate_ids: bool = True):
+        self.secret_key = secret_key
+        self.signed = signed
+        self.token_expiration = token_expiration
+        self.generate_ids = generate_ids
+
+
+class HTTPRefusal(Exception):
+    """A request refused with an HTTP status and a one-line reason."""
+
+    def __init__(self, code: int, reason: str):
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def _text(value: bytes | str | None) -> str:
+    return value.decode("latin-1") if isinstance(value, bytes) else (value or "")
+
+
+def request_facts(request: server.Request) -> dict[str, str]:
+    """What app code may ask of the request besides its arguments, headers and cookies."""
+    peer = request.getClientAddress()
+    return dict(
+        path=_text(request.path),
+        uri=_text(request.uri),
+        host=_text(request.getHeader(b"host")),
+        remote_ip=getattr(peer, "host", ""),
+        protocol="https" if request.isSecure() else "http",
+    )
+
+
+def _token_payload(request: server.Request, process_request: Callable[[Any], dict]) -> dict[str, Any]:
+    """Headers, cookies and arguments of the page GET, carried in the token to the websocket side."""
+    headers = {_text(k): _text(v[-1]) for k, v in request.requestHeaders.getAllRawHeaders()}
+    cookies = {_text(k): _text(v) for k, v in request.received_cookies.items()}
+    if cookies:
+        headers.pop("Cookie", None)
+    arguments = {_text(k): list(v) for k, v in request.args.items()}
+    payload: dict[str, Any] = {"headers": headers, "cookies": cookies, "arguments": arguments}
+    payload.update(process_request(RequestContext(**payload, **request_facts(request))))
+    return payload
+
+
+def session_token_for(request: server.Request, manager: SessionManager, settings_: SessionSettings) -> str:
+    """The token naming the session this request asks for (a new one unless it names one).
+
+    ``?bokeh-session-id=``, the ``Bokeh-Session-Id`` header or ``?bokeh-token=``
+    name a session; naming it two ways is refused, as in bokeh serve.
+    """
+    token = _text(request.args.get(b"bokeh-token", [None])[0]) or None
+    session_id = _text(request.args.get(b"bokeh-session-id", [None])[0]) or None
+    header_id = _text(request.getHeader(b"bokeh-session-id")) or None
+    if header_id:
+        if session_id:
+            raise HTTPRefusal(http.FORBIDDEN, "session id given both as argument and header")
+        session_id = header_id
+    if token and session_id:
+        raise HTTPRefusal(http.FORBIDDEN, "both a token and a session id were given")
+    if token is None:
+        if session_id is None:
+            if not settings_.generate_ids:
+                raise HTTPRefusal(http.FORBIDDEN, "no bokeh-session-id given, and this server does not generate them")
+            session_id = generate_session_id(secret_key=settings_.secret_key, signed=settings_.signed)
+        token = generate_jwt_token(
+            session_id,
+            secret_key=settings_.secret_key,
+            signed=settings_.signed,
+            expiration=settings_.token_expiration,
+            extra_payload=_token_payload(request, manager.application.process_request),
+        )
+    try:
+        valid = bool(get_session_id(token)) and check_token_signature(
+            token, secret_key=settings_.secret_key, signed=settings_.signed
+        )
+    except Exception:
+        valid = False
+    if not valid:
+        raise HTTPRefusal(http.FORBIDDEN, "invalid session id or token")
+    return token
+
+
+class StaticFiles:
+    """BokehJS's static directory, with content-hashed URLs cached for a year."""
+
+    def __init__(self, directory: str | None = None):
+        self.directory = directory or settings.bokehjs_path()
+        self._versions: dict[str, str] = {}
+
+    def versioned(self, path: str) -> str:
+        """``path?v=<hash>``: Bokeh's Resources call this for every script URL."""
+        version = self._versions.get(path)
+        if version is None:
+            try:
+                with open(os.path.join(self.directory, path), "rb") as f:
+                    version = hashlib.sha256(f.read()).hexdigest()[:32]
+            except OSError:
+                version = ""
+            self._versions[path] = version
+        return f"{path}?v={version}" if version else path
+
+    def resource(self) -> resource.Resource:
+        return CachedFile(self.directory)
+
+
+class CachedFile(static.File):
+    """A static directory whose answers may be cached for a year (URLs carry a content hash)."""
+
+    def render_GET(self, request: server.Request) -> Any:
+        request.setHeader(b"cache-control", f"public, max-age={ONE_YEAR}".encode())
+        return super().render_GET(request)
+
+
+class ErrorPage(resource.Resource):
+    isLeaf = True
+
+    def __init__(self, code: int, title: str, detail: str):
+        super().__init__()
+        self.code, self.title, self.detail = code, title, detail
+
+    def render(self, request: server.Request) -> bytes:
+        request.setResponseCode(self.code)
+        request.setHeader(b"content-type", b"text/html; charset=utf-8")
+        from html import escape
+
+        return (
+            f"<!DOCTYPE html><html><head><title>{self.code} {escape(self.title)}</title></head>"
+            f"<body><h1>{self.code} {escape(self.title)}</h1><p>{escape(self.detail)}</p></body></html>"
+        ).encode("utf-8")
+
+
+def _respond_later(request: server.Request, d: defer.Deferred, content_type: bytes) -> int:
+    """Finish ``request`` with the text a Deferred produces; errors become error pages."""
+
+    def write(body: str) -> None:
+        request.setHeader(b"content-type", content_type)
+        request.write(body.encode("utf-8"))
+        request.finish()
+
+    def fail(failure: Failure) -> None:
+        if failure.check(HTTPRefusal):
+            log.warn("refused {method} {uri}: {reason}", method=_text(request.method), uri=_text(request.uri),
+                     reason=failure.value.reason)
+            page = ErrorPage(failure.value.code, http.RESPONSES.get(failure.value.code, b"").decode(), failure.value.reason)
+        elif failure.check(DocumentBuildError):
+            log.error("app failed to build a document for {uri}: {error}", uri=_text(request.uri), error=failure.value)
+            page = ErrorPage(http.INTERNAL_SERVER_ERROR, "Error running the app", str(failure.value))
+        else:
+            log.failure("error serving {uri}", failure, uri=_text(request.uri))
+            page = ErrorPage(http.INTERNAL_SERVER_ERROR, "Internal Server Error", "see the server log")
+        request.write(page.render(request))
+        request.finish()
+
+    finished = request.notifyFinish()
+    d.addCallbacks(write, fail)
+    finished.addErrback(lambda _: d.cancel())
+    return server.NOT_DONE_YET
+
+
+class AppResource(resource.Resource):
+    """``/<app>``: the page, plus ``ws``, ``autoload.js``, ``metadata`` and ``static``."""
+
+    def __init__(self, manager: SessionManager, factory: SyncFactory, static_files: StaticFiles,
+                 session_settings: SessionSettings, url: str, prefix: str):
+        super().__init__()
+        self.manager = manager
+        self.static_files = static_files
+        self.session_settings = session_settings
+        self.url = url
+        self.prefix = prefix
+        self.putChild(b"ws", WebSocketResource(factory))
+        self.putChild(b"autoload.js", AutoloadJs(self))
+        self.putChild(b"metadata", Metadata(self))
+        if manager.app.static_path:
+            self.putChild(b"static", static.File(manager.app.static_path))
+
+    def getChild(self, name: bytes, request: server.Request) -> resource.Resource:
+        if name == b"":
+            return self
+        return resource.NoResource()
+
+    def resources(self, absolute_url: str | None = None) -> Resources:
+        root = (absolute_url or "").rstrip("/") + self.prefix + "/"
+        return Resources(mode="server", root_url=root, path_versioner=self.static_files.versioned)
+
+    def session_for(self, request: server.Request) -> defer.Deferred:
+        try:
+            token = session_token_for(request, self.manager, self.session_settings)
+        except HTTPRefusal:
+            return defer.fail()
+        context = RequestContext.from_token(token, **request_facts(request))
+        return self.manager.get_or_create(get_session_id(token), token, context)
+
+    def render_GET(self, request: server.Request) -> int:
+        def render(session: Any) -> defer.Deferred:
+            doc = session.document
+            return session.with_document_locked(
+                server_html_page_for_session, session, resources=self.resources(), title=doc.title,
+                template=doc.template, template_variables=doc.template_variables,
+            )
+
+        return _respond_later(request, self.session_for(request).addCallback(render), b"text/html; charset=utf-8")
+
+
+class AutoloadJs(resource.Resource):
+    """``/<app>/autoload.js``: what ``bokeh.embed.server_document`` puts in another site's page."""
+
+    isLeaf = True
+
+    def __init__(self, app: AppResource):
+        super().__init__()
+        self.app = app
+
+    def _cors(self, request: server.Request) -> None:
+        origin = request.getHeader(b"origin")
+        request.setHeader(b"access-control-allow-origin", origin if origin and request.received_cookies else b"*")
+        request.setHeader(b"access-control-allow-headers", b"*")
+        request.setHeader(b"access-control-allow-credentials", b"true")
+
+    def render_OPTIONS(self, request: server.Request) -> bytes:
+        self._cors(request)
+        request.setHeader(b"access-control-allow-methods", b"PUT, GET, OPTIONS")
+        return b""
+
+    def render_GET(self, request: server.Request) -> Any:
+        self._cors(request)
+        element_id = _text(request.args.get(b"bokeh-autoload-element", [b""])[0])
+        if not element_id:
+            return ErrorPage(http.BAD_REQUEST, "Bad Request", "no bokeh-autoload-element query parameter").render(request)
+        app_path = _text(request.args.get(b"bokeh-app-path", [b"/"])[0])
+        absolute_url = _text(request.args.get(b"bokeh-absolute-url", [b""])[0]) or None
+        with_resources = _text(request.args.get(b"resources", [b"default"])[0]) != "none"
+
+        def render(session: Any) -> str:
+            server_url = None
+            if absolute_url:
+                parts = urlsplit(absolute_url)
+                server_url = f"{parts.scheme}://{parts.netloc}"
+            bundle = bundle_for_objs_and_resources(None, self.app.resources(server_url) if with_resources else None)
+            items = [RenderItem(token=session.token, elementid=element_id, use_for_title=False)]
+            bundle.add(Script(script_for_render_items({}, items, app_path=app_path, absolute_url=absolute_url)))
+            return AUTOLOAD_JS.render(bundle=bundle, elementid=element_id)
+
+        return _respond_later(request, self.app.session_for(request).addCallback(render), b"application/javascript")
+
+
+class Metadata(resource.Resource):
+    """``/<app>/metadata``: the app's URL and its user-supplied metadata as JSON."""
+
+    isLeaf = True
+
+    def __init__(self, app: AppResource):
+        super().__init__()
+        self.app = app
+
+    def render_GET(self, request: server.Request) -> bytes:
+        data = self.app.manager.application.metadata
+        if callable(data):
+            data = data()
+        request.setHeader(b"content-type", b"application/json")
+        return json.dumps({"url": self.app.url, "data": data or {}}).encode("utf-8")
+
+
+class Index(resource.Resource):
+    """``/``: a list of the apps, or a redirect when there is only one."""
+
+    isLeaf = True
+
+    def __init__(self, prefix: str, app_urls: list[str], template: str | None = None, redirect: bool = True):
+        super().__init__()
+        self.prefix = prefix
+        self.app_urls = sorted(app_urls)
+        self.redirect = redirect and template is None and len(app_urls) == 1
+        directory, name = os.path.split(template) if template else (TEMPLATES, "index.html")
+        env = Environment(loader=FileSystemLoader(directory or "."), autoescape=select_autoescape())
+        self.template = env.get_template(name)
+
+    def render_GET(self, request: server.Request) -> bytes:
+        if self.redirect:
+            return Redirect((self.prefix + self.app_urls[0]).encode()).render(request)
+        request.setHeader(b"content-type", b"text/html; charset=utf-8")
+        return self.template.render(prefix=self.prefix, items=self.app_urls).encode("utf-8")
+
+
+class Root(resource.Resource):
+    """The server's root: index, BokehJS static files, favicon and one child per app."""
+
+    def __init__(self, index: resource.Resource | None, static_files: StaticFiles):
+        super().__init__()
+        self.index = index
+        self.putChild(b"static", static_files.resource())
+        self.putChild(b"favicon.ico", static.File(settings.ico_path(), defaultType="image/x-icon"))
+
+    def getChild(self, name: bytes, request: server.Request) -> resource.Resource:
+        if name == b"" and self.index is not None:
+            return self.index
+        return resource.NoResource()
+
+
+def mount(prefix: str, root: resource.Resource) -> resource.Resource:
+    """Nest ``root`` under the URL ``prefix`` (``/a/b``)."""
+    for segment in reversed([s for s in prefix.split("/") if s]):
+        outer = resource.Resource()
+        outer.putChild(segment.encode(), root)
+        root = outer
+    return root

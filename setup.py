@@ -1,0 +1,28 @@
+"""docsyncd: Bokeh applications served by a Twisted/Autobahn daemon."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="docsyncd",
+    version="0.1.0",
+    description="Serve live Bokeh documents from a twistd plugin, synced with BokehJS over websockets",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(exclude=["tests", "tests.*", "benchmarks", "benchmarks.*"]) + ["twisted.plugins"],
+    package_data={"twisted": ["plugins/docsync_plugin.py"], "docsyncd": ["templates/*.html"]},
+    install_requires=[
+        "twisted>=23.10",
+        "autobahn>=23.1",
+        "numpy",
+        "pyyaml",
+        "service-identity",
+        "pyopenssl",
+        "bokeh>=3.4,<4",
+    ],
+    extras_require={
+        "test": ["pytest", "pytest-timeout", "hypothesis", "playwright"],
+        "bench": ["psutil"],
+    },
+    entry_points={"console_scripts": ["docsync = docsyncd.cli:main"]},
+)

@@ -113,17 +113,20 @@ class SessionCallbacks:
         self._reactor = reactor
         self._run = run
         self._scheduled: dict[Any, Any] = {}
+        # The reactor thread once the reactor runs; before that (tests on a
+        # Clock), the thread that built the session.
+        self._home_thread = threadable.ioThread or threadable.getThreadID()
 
     def add(self, callback_obj: Any) -> None:
         """Start a Bokeh ``SessionCallback``; safe to call from any thread."""
-        if threadable.isInIOThread():
+        if self._on_home_thread():
             self._start(callback_obj)
         else:
             self._reactor_for_threads().callFromThread(self._start, callback_obj)
 
     def remove(self, callback_obj: Any) -> None:
         """Stop a Bokeh ``SessionCallback``; safe to call from any thread."""
-        if threadable.isInIOThread():
+        if self._on_home_thread():
             self._stop(callback_obj)
         else:
             self._reactor_for_threads().callFromThread(self._stop, callback_obj)
@@ -134,6 +137,9 @@ class SessionCallbacks:
 
     def __len__(self) -> int:
         return len(self._scheduled)
+
+    def _on_home_thread(self) -> bool:
+        return threadable.getThreadID() == self._home_thread
 
     def _reactor_for_threads(self):
         if self._reactor is None:

@@ -40,7 +40,12 @@ class NoDelayHTTPChannel(http.HTTPChannel):
 
 
 class DocsyncSite(server.Site):
+    """A Site that speaks HTTP/1.1 only, also when TLS offers ALPN."""
+
     protocol = NoDelayHTTPChannel
+
+    def acceptableProtocols(self) -> list[bytes]:
+        return [b"http/1.1"]
 
 
 def build_site(apps: list[LoadedApp], options: Any, reactor: Any) -> tuple[server.Site, AppsService]:

@@ -43,13 +43,16 @@ class RequestContext:
     protocol: str = "http"
 
     @classmethod
-    def from_token(cls, token: str, **request_facts: str) -> "RequestContext":
+    def from_token(cls, token: str, url_arguments: dict[str, list[bytes]] | None = None,
+                   **request_facts: str) -> "RequestContext":
+        """The request a token carries; ``url_arguments`` stand in when it carries none."""
         payload = get_token_payload(token)
         headers = dict(payload.get("headers", {}))
         cookies = dict(payload.get("cookies", {}))
         if cookies and "Cookie" not in headers:
             headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
-        arguments = {k: v for k, v in payload.get("arguments", {}).items() if k != "bokeh-session-id"}
+        arguments = payload.get("arguments", url_arguments or {})
+        arguments = {k: v for k, v in arguments.items() if k != "bokeh-session-id"}
         return cls(arguments=arguments, headers=headers, cookies=cookies, **request_facts)
 
 

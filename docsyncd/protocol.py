@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.util import encode_truncate
 from autobahn.websocket.types import ConnectionDeny
 from bokeh.util.token import get_session_id
 from twisted.internet import defer
@@ -86,18 +87,20 @@ class SyncProtocol(WebSocketServerProtocol):
             self._token = protocols[1]
         self._refusal = self.factory.tokens.refusal(self._token, self.factory.clock.seconds())
         self._request_facts = dict(path=request.path, uri=request.path, host=host, remote_ip=peer_ip(request.peer))
+        # bokeh.client sends its request arguments on the websocket URL, not in the token.
+        self._url_arguments = {k: [v.encode("utf-8") for v in vs] for k, vs in request.params.items()}
         return "bokeh" if "bokeh" in protocols else None
 
     def onOpen(self) -> None:
         if self._refusal:
             log.warn("closing websocket from {peer}: {reason}", peer=self.peer, reason=self._refusal)
-            self.sendClose(CLOSE_POLICY_VIOLATION, self._refusal[:120])
+            self.close(CLOSE_POLICY_VIOLATION, self._refusal)
             return
         self._inbox.run(self._join_session).addErrback(self._fail, "could not open session")
 
     def _join_session(self) -> defer.Deferred:
         session_id = get_session_id(self._token)
-        request = RequestContext.from_token(self._token, **self._request_facts)
+        request = RequestContext.from_token(self._token, self._url_arguments, **self._request_facts)
         d = self.factory.manager.get_or_create(session_id, self._token, request)
         return d.addCallback(self._joined)
 
@@ -120,7 +123,7 @@ class SyncProtocol(WebSocketServerProtocol):
             message = self._assembler.feed(payload, is_binary)
         except wire.WIRE_ERRORS as e:
             log.warn("protocol error from {peer}: {error}", peer=self.peer, error=e)
-            self.sendClose(CLOSE_PROTOCOL_ERROR, f"protocol error: {e}"[:120])
+            self.close(CLOSE_PROTOCOL_ERROR, f"protocol error: {e}")
             return None
         if message is None:
             return None
@@ -153,7 +156,7 @@ class SyncProtocol(WebSocketServerProtocol):
 
     def _fail(self, failure: Any, what: str) -> None:
         log.failure("{what} ({peer}); closing", failure, what=what, peer=self.peer)
-        self.sendClose(CLOSE_INTERNAL_ERROR, what)
+        self.close(CLOSE_INTERNAL_ERROR, what)
 
     # -- output -------------------------------------------------------------
 
@@ -163,10 +166,18 @@ class SyncProtocol(WebSocketServerProtocol):
         for frame in frames:
             self.sendMessage(frame.payload, frame.is_binary)
 
+    def close(self, code: int, reason: str) -> None:
+        """Start the closing handshake with any RFC 6455 code.
+
+        Autobahn's ``sendClose`` only takes the codes an application may use
+        (1000, 3000-4999); a server needs 1001, 1002, 1008 and 1011 too.
+        """
+        if self.state == self.STATE_OPEN:
+            self.sendCloseFrame(code=code, reasonUtf8=encode_truncate(reason, 123))
+
     def go_away(self) -> None:
         """Close because the server is shutting down."""
-        if self.state == self.STATE_OPEN:
-            self.sendClose(CLOSE_GOING_AWAY, "server shutting down")
+        self.close(CLOSE_GOING_AWAY, "server shutting down")
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if self.session is not None:

@@ -11,13 +11,16 @@ Tests: tests/test_tap.py
 from __future__ import annotations
 
 import os
-import sys
+import signal
 from typing import Any
 
 from twisted.application import service, strports
+from twisted.logger import Logger
 from twisted.python import usage
 
 from . import logs
+
+log = Logger(observer=logs.observer)
 
 DEFAULT_PORT = 5006
 
@@ -49,6 +52,9 @@ class Options(usage.Options):
     ]
     optFlags = [
         ["disable-index", None, "Answer 404 at / instead of listing the apps."],
+        ["dev", None, "Watch each app's .py, .html, .css and .yaml files; on a change, reload the app "
+                      "and the open pages (development only)."],
+        ["show", None, "Open each app in a web browser once the server listens."],
         ["args", None, "Every argument after this one becomes the apps' sys.argv[1:]."],
     ]
 
@@ -101,6 +107,8 @@ class Options(usage.Options):
             self["listen"] = [endpoint]
         if self["index"] and not os.path.isfile(self["index"]):
             raise usage.UsageError(f"--index {self['index']}: no such file")
+        if self["show"] and all(e.startswith("unix:") for e in self["listen"]):
+            raise usage.UsageError("--show needs a TCP or TLS listener to open in a browser, not only unix: sockets")
 
 
 def make_service(options: Options, reactor: Any) -> service.MultiService:
@@ -123,10 +131,32 @@ def make_service(options: Options, reactor: Any) -> service.MultiService:
     apps_service.setServiceParent(top)
     for endpoint in options["listen"]:
         strports.service(endpoint, site, reactor=reactor).setServiceParent(top)
+    if options.get("show"):
+        from .urls import BrowserOpener
+
+        BrowserOpener(top, options["prefix"], names, reactor).setServiceParent(top)
     return top
+
+
+def exit_zero_on_sigterm(reactor: Any) -> None:
+    """Make SIGTERM an orderly stop that exits 0.
+
+    SIGTERM is how systemd and init scripts stop a daemon.  Twisted's own
+    handler stops the reactor too, but twistd then re-raises the signal, so
+    the process would end "killed by SIGTERM" after a clean shutdown.
+    """
+
+    def stop(signum: int, frame: Any) -> None:
+        log.info("SIGTERM received: closing listeners, discarding sessions, unloading apps")
+        reactor.callFromThread(reactor.stop)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def makeService(options: Options) -> service.MultiService:
     from twisted.internet import reactor
 
-    return make_service(options, reactor)
+    top = make_service(options, reactor)
+    # After Twisted installed its signal handlers, replace the SIGTERM one.
+    reactor.callWhenRunning(exit_zero_on_sigterm, reactor)
+    return top

@@ -90,8 +90,8 @@ def serve(server_kind, tmp_path):
     """
     started: list[ServerProcess] = []
 
-    def _serve(app, extra_args=(), env=None, kind=None):
-        server = start_server(kind or server_kind, app, tmp_path, extra_args, env)
+    def _serve(app, extra_args=(), env=None, kind=None, twistd_args=()):
+        server = start_server(kind or server_kind, app, tmp_path, extra_args, env, twistd_args=twistd_args)
         started.append(server)
         return server
 

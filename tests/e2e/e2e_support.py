@@ -112,12 +112,13 @@ class ServerProcess:
         return f"<ServerProcess {self.kind} {self.url} pid={self.proc.pid}>"
 
 
-def server_command(kind: str, app_path: Path, port: int, extra_args: list[str], run_dir: Path) -> list[str]:
+def server_command(kind: str, app_path: Path, port: int, extra_args: list[str], run_dir: Path,
+                   twistd_args: list[str] = ()) -> list[str]:
     if kind == "docsync":
         # twistd, as users run it (`twistd -n docsync ...`). Not `python -m
         # twisted`: that is the newer `twist` runner, which has no -n/--pidfile.
         # A pidfile per server, so several can run at once from the repo root.
-        return [sys.executable, "-c", TWISTD, "-n", "--pidfile", str(run_dir / "twistd.pid"),
+        return [sys.executable, "-c", TWISTD, "-n", "--pidfile", str(run_dir / "twistd.pid"), *twistd_args,
                 "docsync", "--port", str(port), "--address", "127.0.0.1",
                 "--app", str(app_path), *extra_args]
     if kind == "bokeh":
@@ -127,8 +128,12 @@ def server_command(kind: str, app_path: Path, port: int, extra_args: list[str], 
 
 
 def start_server(kind: str, app: str | Path, log_dir: Path, extra_args: list[str] = (),
-                 env: dict[str, str] | None = None, timeout: float = START_TIMEOUT) -> ServerProcess:
-    """Start a server for one app and wait until GET /<app> answers 200."""
+                 env: dict[str, str] | None = None, timeout: float = START_TIMEOUT,
+                 twistd_args: list[str] = ()) -> ServerProcess:
+    """Start a server for one app and wait until GET /<app> answers 200.
+
+    ``twistd_args`` go before the ``docsync`` subcommand (``-r asyncio``).
+    """
     app_path = Path(app)
     if not app_path.is_absolute():
         app_path = EXAMPLES / app_path
@@ -143,7 +148,7 @@ def start_server(kind: str, app: str | Path, log_dir: Path, extra_args: list[str
     full_env["PYTHONUNBUFFERED"] = "1"
     full_env.update(env or {})
 
-    cmd = server_command(kind, app_path, port, list(extra_args), log_dir)
+    cmd = server_command(kind, app_path, port, list(extra_args), log_dir, list(twistd_args))
     log_file = open(log_path, "w+", encoding="utf-8")
     log_file.write("$ " + " ".join(cmd) + "\n")
     log_file.flush()

@@ -21,7 +21,15 @@ from bokeh.application.handlers.document_lifecycle import DocumentLifecycleHandl
 
 
 class AppLoadError(Exception):
-    """An app that cannot be served; the message is meant for the user as it is."""
+    """An app that cannot be served; the message is meant for the user as it is.
+
+    ``detail`` is the loader's traceback when there is one (``--dev`` shows it
+    in the page when a reload fails).
+    """
+
+    def __init__(self, message: str, detail: str = ""):
+        super().__init__(message)
+        self.detail = detail
 
 
 @dataclass
@@ -74,7 +82,8 @@ def load_app(path: str, argv: list[str] | None = None) -> LoadedApp:
     else:
         raise AppLoadError(f"{path} is not a Python module (.py) or an app directory")
     if handler.failed:
-        raise AppLoadError(f"cannot load app {path}: {describe_handler_error(handler)}")
+        raise AppLoadError(f"cannot load app {path}: {describe_handler_error(handler)}",
+                           detail=handler.error_detail or "")
     # The lifecycle handler runs the document's on_session_destroyed callbacks,
     # as bokeh serve adds it.
     application = Application(handler, DocumentLifecycleHandler())

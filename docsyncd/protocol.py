@@ -56,6 +56,9 @@ class SyncFactory(WebSocketServerFactory):
             maxMessagePayloadSize=max_message_size,
             maxFramePayloadSize=max_message_size,
             tcpNoDelay=True,
+            # Close oversize (1009) and invalid UTF-8 (1007) input with its
+            # code instead of dropping the TCP connection (1006).
+            failByDrop=False,
         )
 
 

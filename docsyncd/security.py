@@ -79,6 +79,9 @@ class TokenPolicy:
             payload = get_token_payload(token)
         except Exception:
             return "malformed session token"
+        if not isinstance(session_id, str):
+            # Sessions are named by strings, and Bokeh's signature check raises on anything else.
+            return "malformed session token"
         if not session_id:
             return "session token names an empty session id"
         if not check_token_signature(token, secret_key=self.secret_key, signed=self.signed):

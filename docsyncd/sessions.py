@@ -65,6 +65,26 @@ class SessionManager:
         except Exception:
             log.failure("error in on_server_unloaded of app {app}", app=self.app.name)
 
+    def replace_app(self, app: LoadedApp) -> defer.Deferred:
+        """Serve a new version of the app from now on (``--dev`` reloads; tests/test_dev.py).
+
+        As if the server restarted: the old version's sessions are discarded
+        (running its ``on_session_destroyed`` hooks) and its
+        ``on_server_unloaded`` runs, then ``app``'s ``on_server_loaded``;
+        sessions created after that use ``app``.
+        """
+
+        async def replace() -> None:
+            try:
+                await self.discard_all()
+            except Exception:
+                log.failure("error while discarding the sessions of app {app}", app=self.app.name)
+            self.server_unloaded()
+            self.app, self.application = app, app.application
+            self.server_loaded()
+
+        return defer.Deferred.fromCoroutine(replace())
+
     # -- creation ------------------------------------------------------------
 
     def get_or_create(self, session_id: str, token: str, request: RequestContext) -> defer.Deferred:
@@ -128,10 +148,12 @@ class SessionManager:
     def discard_unused(self, lifetime: float) -> defer.Deferred:
         """Discard every session that has had no connection for ``lifetime`` seconds."""
 
-        def expired(session: ServerSession) -> bool:
-            return (session.unused_for(holding_lock=True) or 0) >= lifetime
+        def expired(session: ServerSession, holding_lock: bool = True) -> bool:
+            # None means in use, which is never "unused for 0 seconds".
+            unused = session.unused_for(holding_lock=holding_lock)
+            return unused is not None and unused >= lifetime
 
-        stale = [s for s in self._sessions.values() if (s.unused_for() or 0) >= lifetime]
+        stale = [s for s in self._sessions.values() if expired(s, holding_lock=False)]
         return defer.gatherResults([defer.Deferred.fromCoroutine(self._discard(s, expired)) for s in stale])
 
     def discard_all(self) -> defer.Deferred:

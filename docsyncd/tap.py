@@ -5,13 +5,14 @@ milliseconds there are milliseconds here too.  ``makeService`` builds the
 whole service tree up front; ``make_service(options, reactor)`` is the seam
 tests use with a MemoryReactor.
 
-Tests: tests/test_tap.py
+Tests: tests/test_tap.py; --dev in tests/test_dev.py, --show in tests/test_cli.py
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 from typing import Any
 
 from twisted.application import service, strports
@@ -77,10 +78,18 @@ class Options(usage.Options):
         """A host[:port] whose pages may open websockets (repeatable; replaces the default, this server itself)."""
         self["allow-websocket-origin"].append(host)
 
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        """Everything after ``--args`` is the apps' argv, even when it looks like an option."""
+        options = list(sys.argv[1:] if options is None else options)
+        if "--args" in options:
+            at = options.index("--args")
+            self["app-argv"] = options[at + 1:]
+            options = options[:at + 1]
+        super().parseOptions(options)
+
     def parseArgs(self, *argv: str) -> None:
-        if argv and not self["args"]:
+        if argv:
             raise usage.UsageError(f"unexpected argument {argv[0]!r}; apps are given with --app, their arguments after --args")
-        self["app-argv"] = list(argv)
 
     def postOptions(self) -> None:
         if not self["apps"]:

@@ -29,6 +29,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, resource, server, static
+from twisted.web.pages import notFound
 from twisted.web.util import Redirect
 
 from . import logs
@@ -154,9 +155,9 @@ class StaticFiles:
 class CachedFile(static.File):
     """A static directory whose answers may be cached for a year (URLs carry a content hash)."""
 
-    def render_GET(self, request: server.Request) -> Any:
+    def render(self, request: server.Request) -> Any:
         request.setHeader(b"cache-control", f"public, max-age={ONE_YEAR}".encode())
-        return super().render_GET(request)
+        return super().render(request)
 
 
 class ErrorPage(resource.Resource):
@@ -186,6 +187,8 @@ def _respond_later(request: server.Request, d: defer.Deferred, content_type: byt
         request.finish()
 
     def fail(failure: Failure) -> None:
+        if failure.check(defer.CancelledError):
+            return  # the client left before the answer was ready: nobody to answer
         if failure.check(HTTPRefusal):
             log.warn("refused {method} {uri}: {reason}", method=_text(request.method), uri=_text(request.uri),
                      reason=failure.value.reason)
@@ -225,7 +228,7 @@ class AppResource(resource.Resource):
     def getChild(self, name: bytes, request: server.Request) -> resource.Resource:
         if name == b"":
             return self
-        return resource.NoResource()
+        return notFound()
 
     def resources(self, absolute_url: str | None = None) -> Resources:
         root = (absolute_url or "").rstrip("/") + self.prefix + "/"
@@ -342,13 +345,20 @@ class Root(resource.Resource):
     def getChild(self, name: bytes, request: server.Request) -> resource.Resource:
         if name == b"" and self.index is not None:
             return self.index
-        return resource.NoResource()
+        return notFound()
+
+
+class _PrefixSegment(resource.Resource):
+    """One segment of ``--prefix``: anything but the next segment is not found."""
+
+    def getChild(self, name: bytes, request: server.Request) -> resource.Resource:
+        return notFound()
 
 
 def mount(prefix: str, root: resource.Resource) -> resource.Resource:
     """Nest ``root`` under the URL ``prefix`` (``/a/b``)."""
     for segment in reversed([s for s in prefix.split("/") if s]):
-        outer = resource.Resource()
+        outer = _PrefixSegment()
         outer.putChild(segment.encode(), root)
         root = outer
     return root

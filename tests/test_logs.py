@@ -1,0 +1,75 @@
+"""Tests for docsyncd.logs: --log-level filtering and Bokeh's stdlib logging routed to Twisted's log."""
+
+from __future__ import annotations
+
+import logging
+
+from twisted.logger import Logger, LogLevel, formatEvent, globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+
+from docsyncd import logs
+
+
+class LogLevelTests(SynchronousTestCase):
+    def setUp(self):
+        self.events = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+        self.addCleanup(logs.set_level, "info")
+        self.log = Logger(namespace="docsyncd.test", observer=logs.observer)
+
+    def texts(self, namespace="docsyncd.test"):
+        return [formatEvent(e) for e in self.events if e.get("log_namespace") == namespace]
+
+    def test_filters_docsyncd_messages(self):
+        """At --log-level warning, docsyncd's info messages are dropped and its warnings kept."""
+        logs.set_level("warning")
+        self.log.info("quiet {n}", n=1)
+        self.log.warn("loud {n}", n=2)
+        self.assertEqual(self.texts(), ["loud 2"])
+
+    def test_debug(self):
+        """At --log-level debug, docsyncd's debug messages pass."""
+        logs.set_level("debug")
+        self.log.debug("details")
+        self.assertEqual(self.texts(), ["details"])
+
+    def test_bokeh_records_become_twisted_events(self):
+        """Bokeh's standard-library log records are re-emitted as Twisted events with their level and logger name."""
+        logs.set_level("info")
+        logging.getLogger("bokeh.document").warning("odd %s", "model")
+        (event,) = [e for e in self.events if e.get("log_namespace") == "bokeh.document"]
+        self.assertEqual(formatEvent(event), "odd model")
+        self.assertEqual(event["log_level"], LogLevel.warn)
+
+    def test_bokeh_traceback_kept(self):
+        """A Bokeh record logged with an exception carries the traceback text."""
+        logs.set_level("info")
+        try:
+            raise ValueError("in app code")
+        except ValueError:
+            logging.getLogger("bokeh.application").warning("app failed", exc_info=True)
+        (text,) = self.texts("bokeh.application")
+        self.assertIn("app failed", text)
+        self.assertIn("ValueError: in app code", text)
+
+    def test_bokeh_filtered(self):
+        """The level applies to Bokeh too: at warning, Bokeh's info records are not emitted."""
+        logs.set_level("warning")
+        logging.getLogger("bokeh.server").info("chatty")
+        self.assertEqual(self.texts("bokeh.server"), [])
+
+    def test_trace_enables_bokeh_debug(self):
+        """--log-level trace lets Bokeh's debug records through."""
+        logs.set_level("trace")
+        self.assertEqual(logging.getLogger("bokeh").level, logging.DEBUG)
+        logging.getLogger("bokeh.protocol").debug("frame")
+        self.assertEqual(self.texts("bokeh.protocol"), ["frame"])
+
+    def test_handler_installed_once(self):
+        """Setting the level again does not install a second handler (no duplicated messages)."""
+        logs.set_level("info")
+        logs.set_level("warning")
+        bokeh = logging.getLogger("bokeh")
+        self.assertEqual(sum(isinstance(h, logs._ToTwisted) for h in bokeh.handlers), 1)
+        self.assertFalse(bokeh.propagate)

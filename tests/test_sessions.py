@@ -1,0 +1,289 @@
+"""Tests for docsyncd.sessions.SessionManager and the contexts app code sees (docsyncd.contexts)."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import pytest
+from bokeh.events import ButtonClick
+from twisted.internet import defer
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from docsyncd import apps
+from docsyncd.callbacks import accept_coroutine_callbacks
+from docsyncd.contexts import RequestContext
+from docsyncd.sessions import DocumentBuildError, SessionManager
+
+from unit_support import (RECORDING_LIFECYCLE, SLIDER_APP, FakeConnection, make_token, model_changes, write_app,
+                          write_dir_app)
+
+
+class ManagerTestCase(SynchronousTestCase):
+    @pytest.fixture(autouse=True)
+    def _tmp_path(self, tmp_path):
+        self.tmp_path = tmp_path
+
+    def setUp(self):
+        self.clock = Clock()
+
+    def manager_for(self, path):
+        manager = SessionManager(apps.load_app(path), self.clock)
+        manager.server_loaded()
+        self.addCleanup(lambda: self.successResultOf(manager.discard_all()))
+        return manager
+
+    def recording_app(self, main=SLIDER_APP, name="recorded"):
+        """A directory app whose lifecycle hooks append to ``server_context.events``."""
+        return self.manager_for(write_dir_app(self.tmp_path, name, {
+            "main.py": main, "server_lifecycle.py": RECORDING_LIFECYCLE,
+        }))
+
+    def create(self, manager, session_id="s1", **arguments):
+        token = make_token(session_id, arguments={k: [v.encode()] for k, v in arguments.items()})
+        request = RequestContext.from_token(token)
+        return manager.get_or_create(session_id, token, request)
+
+
+class CreationTests(ManagerTestCase):
+    def test_builds_document(self):
+        """``get_or_create`` runs the app to build a new session's document, then finds that session by id."""
+        manager = self.manager_for(write_app(self.tmp_path, "sliders", SLIDER_APP))
+        session = self.successResultOf(self.create(manager, "abc"))
+        self.assertEqual(session.id, "abc")
+        self.assertEqual(session.document.get_model_by_name("slider").value, 1)
+        self.assertIs(manager.get("abc"), session)
+        self.assertIs(self.successResultOf(self.create(manager, "abc")), session)
+        self.assertEqual(manager.sessions, [session])
+
+    def test_concurrent_requests_build_one_document(self):
+        """Requests for one id that arrive while its document is being built all get the one session."""
+        manager = self.recording_app()
+        gate = manager.server_context.gate = defer.Deferred()
+        first, second = self.create(manager, "same"), self.create(manager, "same")
+        self.assertNoResult(first)
+        self.assertNoResult(second)
+        gate.callback(None)
+        del manager.server_context.gate
+        self.assertIs(self.successResultOf(first), self.successResultOf(second))
+        self.assertEqual(manager.server_context.events, ["server loaded", "created same"])
+        self.assertEqual(len(manager.sessions), 1)
+
+    def test_session_hooks(self):
+        """``on_session_created`` runs before the session exists and ``on_session_destroyed`` when it is discarded."""
+        manager = self.recording_app()
+        self.successResultOf(self.create(manager, "one"))
+        self.assertEqual(manager.server_context.events, ["server loaded", "created one"])
+        self.successResultOf(manager.discard_all())
+        self.assertEqual(manager.server_context.events, ["server loaded", "created one", "destroyed one"])
+        manager.server_unloaded()
+        self.assertEqual(manager.server_context.events[-1], "server unloaded")
+
+    def test_app_raising_gives_build_error(self):
+        """An app whose main.py raises gives DocumentBuildError naming file and line, and no session."""
+        manager = self.recording_app(main="x = 1\nraise ValueError('no data file')\n", name="broken")
+        failure = self.failureResultOf(self.create(manager, "bad"), DocumentBuildError)
+        message = str(failure.value)
+        self.assertIn("main.py, line 2", message)
+        self.assertIn("ValueError: no data file", message)
+        self.assertEqual(manager.sessions, [])
+        self.assertIsNone(manager.get("bad"))
+        self.assertEqual(manager.server_context.events, ["server loaded", "created bad", "destroyed bad"])
+
+    def test_build_error_does_not_block_retry(self):
+        """After a failed build, a later request for the same id tries again instead of waiting forever."""
+        path = write_app(self.tmp_path, "flaky", "raise RuntimeError('first time')\n")
+        manager = self.manager_for(path)
+        self.failureResultOf(self.create(manager, "again"), DocumentBuildError)
+        self.failureResultOf(self.create(manager, "again"), DocumentBuildError)
+
+    def test_failing_session_hook_logged(self):
+        """An ``on_session_created`` hook that raises is logged and the session is still created."""
+        path = write_dir_app(self.tmp_path, "hooks", {
+            "main.py": SLIDER_APP,
+            "server_lifecycle.py": "def on_session_created(ctx):\n    raise OSError('database down')\n",
+        })
+        manager = self.manager_for(path)
+        self.successResultOf(self.create(manager, "s"))
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+
+    def test_failing_server_hook_logged(self):
+        """An ``on_server_loaded`` hook that raises is logged, not raised to the service."""
+        path = write_dir_app(self.tmp_path, "badload", {
+            "main.py": SLIDER_APP,
+            "server_lifecycle.py": "def on_server_loaded(ctx):\n    raise OSError('no cache')\n",
+        })
+        SessionManager(apps.load_app(path), self.clock).server_loaded()
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+
+    def test_async_on_click_runs_under_lock(self):
+        """An ``async def`` click handler runs under the document lock, after the patch that triggered it."""
+        accept_coroutine_callbacks()  # build_site does this for the server
+        manager = self.manager_for(write_app(self.tmp_path, "clicks", """
+            from bokeh.io import curdoc
+            from bokeh.models import Button, Div
+            button = Button(name="button")
+            div = Div(text="", name="div")
+            async def clicked(event):
+                div.text += "clicked;"
+            button.on_click(clicked)
+            curdoc().add_root(button)
+            curdoc().add_root(div)
+        """))
+        session = self.successResultOf(self.create(manager))
+        connection = FakeConnection()
+        session.attach(connection)
+        div = session.document.get_model_by_name("div")
+        button = session.document.get_model_by_name("button")
+
+        def click_then_mark():
+            button._trigger_event(ButtonClick(button))
+            div.text += "patch done;"
+
+        self.successResultOf(session.with_document_locked(click_then_mark))
+        self.assertEqual(div.text, "patch done;clicked;")
+        self.assertEqual(model_changes(connection.messages)[-1], ("text", "patch done;clicked;"))
+
+
+class DiscardTests(ManagerTestCase):
+    def setUp(self):
+        super().setUp()
+        self.manager = self.recording_app()
+
+    def test_discard_after_lifetime(self):
+        """A session without connections is discarded once it has been unused for the lifetime."""
+        session = self.successResultOf(self.create(self.manager, "idle"))
+        self.clock.advance(14)
+        self.successResultOf(self.manager.discard_unused(15))
+        self.assertIs(self.manager.get("idle"), session)
+        self.clock.advance(1)
+        self.successResultOf(self.manager.discard_unused(15))
+        self.assertIsNone(self.manager.get("idle"))
+        self.assertTrue(session.destroyed)
+        self.assertEqual(self.manager.server_context.events[-1], "destroyed idle")
+
+    def test_not_while_connected(self):
+        """A connected session is never discarded; its lifetime counts from when the last connection left."""
+        session = self.successResultOf(self.create(self.manager, "busy"))
+        connection = FakeConnection()
+        session.attach(connection)
+        self.clock.advance(100)
+        self.successResultOf(self.manager.discard_unused(15))
+        self.assertIs(self.manager.get("busy"), session)
+        session.detach(connection)
+        self.clock.advance(10)
+        self.successResultOf(self.manager.discard_unused(15))
+        self.assertIs(self.manager.get("busy"), session)
+        self.clock.advance(5)
+        self.successResultOf(self.manager.discard_unused(15))
+        self.assertIsNone(self.manager.get("busy"))
+
+    def test_connected_session_kept_with_zero_lifetime(self):
+        """Even with a zero lifetime, a session that has a connection is kept."""
+        session = self.successResultOf(self.create(self.manager, "zero"))
+        session.attach(FakeConnection())
+        self.successResultOf(self.manager.discard_unused(0))
+        self.assertIs(self.manager.get("zero"), session)
+
+    def test_discard_all(self):
+        """``discard_all`` discards connected sessions too, running every destroyed hook."""
+        for sid in ("a", "b"):
+            self.successResultOf(self.create(self.manager, sid)).attach(FakeConnection())
+        self.successResultOf(self.manager.discard_all())
+        self.assertEqual(self.manager.sessions, [])
+        self.assertEqual(sorted(self.manager.server_context.events[-2:]), ["destroyed a", "destroyed b"])
+
+    def test_discard_stops_callbacks(self):
+        """Discarding a session stops its periodic callbacks: no delayed call is left."""
+        session = self.successResultOf(self.create(self.manager, "ticking"))
+        session.document.add_periodic_callback(lambda: None, 1000)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.successResultOf(self.manager.discard_all())
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_document_destroyed_callbacks(self):
+        """Callbacks the app registered with ``doc.on_session_destroyed`` run when the session is discarded."""
+        path = write_app(self.tmp_path, "goodbye", """
+            from bokeh.io import curdoc
+            from bokeh.models import Div
+            def bye(session_context):
+                session_context.server_context.goodbyes.append(session_context.id)
+            curdoc().add_root(Div())
+            curdoc().on_session_destroyed(bye)
+        """)
+        manager = self.manager_for(path)
+        manager.server_context.goodbyes = []
+        self.successResultOf(self.create(manager, "leaving"))
+        self.successResultOf(manager.discard_all())
+        self.assertEqual(manager.server_context.goodbyes, ["leaving"])
+
+    def test_memory_released(self):
+        """After a session is discarded nothing keeps its document alive."""
+        session = self.successResultOf(self.create(self.manager, "gone"))
+        session.attach(FakeConnection())
+        document = weakref.ref(session.document)
+        context = weakref.ref(session.document.session_context)
+        del session
+        self.successResultOf(self.manager.discard_all())
+        gc.collect()
+        self.assertIsNone(document())
+        self.assertIsNone(context())
+
+    def test_discard_waits_for_lock(self):
+        """Discarding waits for work holding the document lock, and a session is not discarded mid-callback."""
+        session = self.successResultOf(self.create(self.manager, "working"))
+        gate = defer.Deferred()
+        session.with_document_locked(lambda: gate)
+        d = self.manager.discard_all()
+        self.assertNoResult(d)
+        self.assertFalse(session.destroyed)
+        gate.callback(None)
+        self.successResultOf(d)
+        self.assertTrue(session.destroyed)
+
+
+class ContextTests(ManagerTestCase):
+    def test_request_arguments(self):
+        """App code sees the page request's query arguments (as lists of bytes) through the session context."""
+        manager = self.manager_for(write_app(self.tmp_path, "args", SLIDER_APP))
+        session = self.successResultOf(self.create(manager, "q", symbol="AAPL", days="5"))
+        context = session.document.session_context
+        self.assertEqual(context.request.arguments, {"symbol": [b"AAPL"], "days": [b"5"]})
+        self.assertEqual(session.document.get_model_by_name("div").tags, ["days", "symbol"])
+        self.assertEqual(context.id, "q")
+        self.assertFalse(context.destroyed)
+        self.assertIs(context.server_context, manager.server_context)
+        self.assertEqual(context.server_context.sessions, [session])
+        self.assertEqual(context.token_payload["arguments"]["symbol"], [b"AAPL"])
+
+    def test_destroyed_flag(self):
+        """The session context reports ``destroyed`` once its session is discarded."""
+        manager = self.manager_for(write_app(self.tmp_path, "flag", SLIDER_APP))
+        session = self.successResultOf(self.create(manager))
+        context = session.document.session_context
+        self.successResultOf(manager.discard_all())
+        self.assertTrue(context.destroyed)
+
+    def test_with_locked_document(self):
+        """``session_context.with_locked_document`` runs its function with the document, under the lock."""
+        manager = self.manager_for(write_app(self.tmp_path, "locked", SLIDER_APP))
+        session = self.successResultOf(self.create(manager))
+        gate = defer.Deferred()
+        session.with_document_locked(lambda: gate)
+        d = session.document.session_context.with_locked_document(lambda doc: doc.get_model_by_name("div").text)
+        self.assertNoResult(d)
+        gate.callback(None)
+        self.assertEqual(self.successResultOf(d), "start")
+
+    def test_request_from_token(self):
+        """A request rebuilt from a token carries headers and cookies, and hides ``bokeh-session-id``."""
+        token = make_token(
+            "t", headers={"User-Agent": "test"}, cookies={"theme": "dark"},
+            arguments={"bokeh-session-id": [b"t"], "x": [b"1"]},
+        )
+        request = RequestContext.from_token(token, path="/app", host="example.org:80")
+        self.assertEqual(request.arguments, {"x": [b"1"]})
+        self.assertEqual(request.cookies, {"theme": "dark"})
+        self.assertEqual(request.headers, {"User-Agent": "test", "Cookie": "theme=dark"})
+        self.assertEqual((request.path, request.host), ("/app", "example.org:80"))

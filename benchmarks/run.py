@@ -1,0 +1,138 @@
+"""Run the benchmark set: docsyncd against ``bokeh serve``, alternating, one table.
+
+    python -m benchmarks.run [--quick] [--rounds K] [--only SCENARIO ...]
+
+For every scenario, K rounds; in each round docsyncd then bokeh serve, each a
+freshly started server (A B A B …), so both see the same machine minute by
+minute. Prints the Markdown table and writes it to benchmarks/results/latest.md
+(raw per-round figures to latest.json, server logs to results/logs/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+
+from .report import RunResults, markdown_table
+from .scenarios import FULL, QUICK, SCENARIOS, Scenario, Sizes
+from .servers import KINDS, docsyncd_missing, running_server
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+LOG_DIR = RESULTS_DIR / "logs"
+#: a scenario round that takes longer than this is a hung server, not a slow one
+ROUND_TIMEOUT = 180.0
+#: after this many failed rounds in a row, a server is skipped for the rest of a scenario
+MAX_FAILURES = 2
+
+
+class ScenarioFailed(Exception):
+    """A scenario raised; the message carries the server's log tail."""
+
+
+def run_round(scenario: Scenario, kind: str, sizes: Sizes, log_dir: Path = LOG_DIR) -> dict[str, float]:
+    """Start a fresh ``kind`` server for ``scenario.app``, run the scenario once, stop the server."""
+    with running_server(kind, scenario.app, log_dir) as server:
+        try:
+            return asyncio.run(asyncio.wait_for(scenario.run(server, sizes), ROUND_TIMEOUT))
+        except Exception as exc:
+            raise ScenarioFailed(f"{exc!r}\n--- {kind} log ({server.log_path}):\n{server.log_tail()}") from exc
+
+
+def describe(values: dict[str, float]) -> str:
+    return "  ".join(f"{key}={value:.4g}" for key, value in values.items())
+
+
+def run_all(scenarios: list[Scenario], kinds: tuple[str, ...], rounds: int, sizes: Sizes) -> RunResults:
+    results = RunResults()
+    for scenario in scenarios:
+        failures = dict.fromkeys(kinds, 0)
+        for round_no in range(1, rounds + 1):
+            for kind in kinds:
+                if failures[kind] >= MAX_FAILURES:
+                    results.add(scenario.name, kind, None)
+                    continue
+                start = time.monotonic()
+                try:
+                    values = run_round(scenario, kind, sizes)
+                except Exception as exc:  # one failed round must not lose the whole run
+                    failures[kind] += 1
+                    results.add(scenario.name, kind, None)
+                    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip()
+                    results.errors.append(f"{scenario.name} round {round_no} {kind}:\n{text}")
+                    print(f"{scenario.name} r{round_no} {kind:8s} FAILED: {exc!r}", file=sys.stderr, flush=True)
+                    continue
+                failures[kind] = 0
+                results.add(scenario.name, kind, values)
+                took = time.monotonic() - start
+                print(f"{scenario.name} r{round_no} {kind:8s} {describe(values)}  ({took:.1f} s)",
+                      file=sys.stderr, flush=True)
+    return results
+
+
+def render(results: RunResults, scenarios: list[Scenario], header: list[str]) -> str:
+    parts = ["# docsyncd vs bokeh serve", "", *header, "", markdown_table(results, scenarios), ""]
+    parts += [f"- **{s.name}** (`apps/{s.app}`): {s.what}" for s in scenarios]
+    if results.errors:
+        parts += ["", "## Failures", ""]
+        parts += [f"```\n{error[-4000:]}\n```" for error in results.errors]
+    return "\n".join(parts) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller loads and 2 rounds (a few minutes)")
+    parser.add_argument("--rounds", type=int, help="rounds per scenario (default 5, or 2 with --quick)")
+    parser.add_argument("--only", action="append", choices=sorted(SCENARIOS), metavar="SCENARIO",
+                        help=f"run only this scenario (repeatable): {', '.join(SCENARIOS)}")
+    parser.add_argument("--servers", nargs="+", choices=KINDS, default=list(KINDS),
+                        help="servers to run (default: both)")
+    args = parser.parse_args(argv)
+
+    sizes = QUICK if args.quick else FULL
+    rounds = args.rounds or (2 if args.quick else 5)
+    scenarios = [SCENARIOS[name] for name in (args.only or SCENARIOS)]
+    kinds = tuple(k for k in KINDS if k in args.servers)
+    notes = []
+    missing = docsyncd_missing() if "docsyncd" in kinds else None
+    if missing:
+        kinds = tuple(k for k in kinds if k != "docsyncd")
+        notes.append(f"docsyncd not run: {missing}.")
+        print(f"warning: docsyncd not run: {missing}", file=sys.stderr)
+    if not kinds:
+        parser.error("no server to run")
+
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    for old in LOG_DIR.glob("*.log"):
+        old.unlink()
+    started = time.monotonic()
+    results = run_all(scenarios, kinds, rounds, sizes)
+    minutes = (time.monotonic() - started) / 60
+
+    header = [
+        "`" + " ".join(["python -m benchmarks.run", *(sys.argv[1:] if argv is None else argv)]) + "`",
+        f"on {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, Python {platform.python_version()}: "
+        f"rounds: {rounds}, each {' then '.join(kinds)} on a fresh server; {minutes:.1f} min in all.",
+        "Trust server CPU (utime+stime, read in ns), memory and the ratios (paired per round); "
+        "wall-clock figures move ±50% between runs on a shared machine.",
+        "Sizes: " + ", ".join(f"{name}={value}" for name, value in asdict(sizes).items()) + ".",
+        *notes,
+    ]
+    text = render(results, scenarios, header)
+    print(text)
+    RESULTS_DIR.mkdir(exist_ok=True)
+    (RESULTS_DIR / "latest.md").write_text(text)
+    (RESULTS_DIR / "latest.json").write_text(json.dumps(
+        {"sizes": asdict(sizes), "rounds": rounds, "kinds": kinds, "results": results.rounds}, indent=1))
+    return 1 if results.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Smoke test for benchmarks/: each scenario once, at tiny size, against each server.
+
+Benchmarks are not tests and CI does not run them; this only keeps them
+working (apps load, the load generator still speaks the protocol both servers
+speak, every figure comes out as a number). Servers are shared per app to stay
+well under a minute. docsyncd's cases skip until its twistd plugin can load.
+"""
+
+import asyncio
+import contextlib
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `benchmarks` lives at the repo root
+
+from benchmarks.report import RunResults, markdown_table  # noqa: E402
+from benchmarks.scenarios import SCENARIOS, SMOKE  # noqa: E402
+from benchmarks.servers import KINDS, docsyncd_missing, running_server  # noqa: E402
+
+pytestmark = pytest.mark.timeout(120)
+each_server = pytest.mark.parametrize("kind", KINDS)
+
+
+@pytest.fixture(scope="module")
+def server_for(tmp_path_factory):
+    """A function (kind, app) → running server, started on first use, stopped after the module."""
+    log_dir = tmp_path_factory.mktemp("benchmark-logs")
+    started = {}
+    with contextlib.ExitStack() as stack:
+        def get(kind, app):
+            if kind == "docsyncd" and (reason := docsyncd_missing()):
+                pytest.skip(f"docsyncd not available: {reason}")
+            if (kind, app) not in started:
+                started[kind, app] = stack.enter_context(running_server(kind, app, log_dir))
+            return started[kind, app]
+
+        yield get
+
+
+def run_once(server_for, kind, name):
+    """Run scenario ``name`` once at SMOKE size; check it reported every figure as a finite number."""
+    scenario = SCENARIOS[name]
+    server = server_for(kind, scenario.app)
+    try:
+        values = asyncio.run(asyncio.wait_for(scenario.run(server, SMOKE), 60))
+    except Exception as exc:
+        raise AssertionError(f"{name} against {kind} failed: {exc!r}\n--- log:\n{server.log_tail()}") from exc
+    assert set(values) == {figure.key for figure in scenario.figures}
+    assert all(math.isfinite(v) for v in values.values()), values
+    return values
+
+
+@each_server
+def test_session_open(server_for, kind):
+    """Visits complete (page, token, websocket, ACK, PULL-DOC) and cost the server some CPU."""
+    values = run_once(server_for, kind, "session_open")
+    assert values["rate"] > 0 and values["cpu"] > 0 and values["floor"] > 0
+
+
+@each_server
+def test_round_trip(server_for, kind):
+    """A slider PATCH-DOC comes back as the Div PATCH-DOC that the app's on_change set."""
+    values = run_once(server_for, kind, "round_trip")
+    assert values["p50"] > 0
+
+
+@each_server
+def test_idle_memory(server_for, kind):
+    """Sessions can be held open and the server's RSS read (the delta at N=2 is noise)."""
+    values = run_once(server_for, kind, "idle_memory")
+    assert values["baseline"] > 10  # MiB: a Python process with Bokeh loaded
+
+
+@each_server
+def test_fanout_separate(server_for, kind):
+    """Clients on their own sessions receive rows from each session's periodic callback."""
+    values = run_once(server_for, kind, "fanout_separate")
+    assert values["rate"] > 0
+
+
+@each_server
+def test_fanout_shared(server_for, kind):
+    """Connections that name one session id all receive that session's streamed rows."""
+    values = run_once(server_for, kind, "fanout_shared")
+    assert values["rate"] > 0
+
+
+@each_server
+def test_large_doc(server_for, kind):
+    """The 100k-point document arrives whole; its wire size is about two float64 columns."""
+    values = run_once(server_for, kind, "large_doc")
+    assert values["wire"] > 2 * 100_000 * 8 / 1024 * 0.9
+
+
+@each_server
+def test_cpu_clock_agrees_with_proc_stat(server_for, kind):
+    """The nanosecond CPU clock used for per-operation CPU is the utime+stime of /proc/PID/stat."""
+    server = server_for(kind, SCENARIOS["round_trip"].app)
+    clock, stat = server.cpu_seconds(), server.stat_cpu_seconds()
+    assert stat - 0.02 <= clock <= stat + 0.05  # stat truncates to 10 ms ticks; clock read after
+
+
+def test_report_table():
+    """The Markdown table renders medians, paired ratios and target verdicts from per-round figures."""
+    results = RunResults()
+    for d, b in [(1.0, 20.0), (2.0, 10.0)]:
+        results.add("round_trip", "docsyncd", {"p50": d, "p99": d, "cpu": d})
+        results.add("round_trip", "bokeh", {"p50": b, "p99": b, "cpu": b})
+    table = markdown_table(results, [SCENARIOS["round_trip"]])
+    p50_row = next(line for line in table.splitlines() if "round trip p50" in line)
+    assert "1.50 (1.00–2.00)" in p50_row and "15.0 (10.0–20.0)" in p50_row
+    assert "0.125 (0.0500–0.200)×" in p50_row and "| yes |" not in p50_row  # median ratio 0.125 > 0.1

@@ -20,7 +20,7 @@ import re
 import pytest
 
 from e2e_support import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, PAGE_TIMEOUT_MS, BokehPage, ServerProcess,
-                         free_port, start_server, wait_until)
+                         free_port, start_process, start_server, wait_until)
 
 __all__ = ["free_port", "wait_until"]
 
@@ -54,6 +54,10 @@ def pytest_collection_modifyitems(config, items):
     if _server_option(config) != "bokeh":
         return
     for item in items:
+        if item.path.name.startswith("test_deploy_"):
+            # Deployment tests always run docsyncd (twistd, nginx, systemd...): nothing to compare.
+            item.add_marker(pytest.mark.skip(reason="deployment of docsyncd; not a bokeh serve comparison"))
+            continue
         marker = item.get_closest_marker("docsync_only")
         if marker is not None:
             reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "docsyncd only")
@@ -96,6 +100,26 @@ def serve(server_kind, tmp_path):
         return server
 
     yield _serve
+    _stop_all_and_check(started)
+
+
+@pytest.fixture
+def spawn(tmp_path):
+    """Factory: ``spawn(cmd, ready, ...)`` runs a server from a whole command line.
+
+    Arguments as ``e2e_support.start_process`` (the log goes to the test's
+    tmp_path unless ``log_path`` is given).  At teardown every process it
+    started gets SIGTERM and must exit 0, as with ``serve``.
+    """
+    started: list[ServerProcess] = []
+
+    def _spawn(cmd, ready, log_path=None, **kwargs):
+        log_path = log_path or tmp_path / f"process-{len(started)}.log"
+        server = start_process(cmd, log_path, ready, **kwargs)
+        started.append(server)
+        return server
+
+    yield _spawn
     _stop_all_and_check(started)
 
 

@@ -201,6 +201,76 @@ def _port_open(port: int) -> bool:
         return False
 
 
+# --------------------------------------------------------------------------
+# daemons started from a whole command line (tests/e2e/test_deploy_*.py)
+# --------------------------------------------------------------------------
+
+# `twistd` for this Python and this checkout: prefix to twistd's own arguments.
+TWISTD_CMD = [sys.executable, "-c", TWISTD]
+
+
+def daemon_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment servers get: this checkout on PYTHONPATH, unbuffered output."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+def http_ok(url: str, timeout: float = 2.0, **kwargs: Any) -> bool:
+    """Whether GET ``url`` answers 200 right now (no connection yet: False)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout, **kwargs) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def start_process(cmd: list[str], log_path: Path, ready: Callable[[], Any], *, app: str | Path = "press_me.py",
+                  port: int | None = None, env: dict[str, str] | None = None, pass_fds: tuple[int, ...] = (),
+                  timeout: float = START_TIMEOUT, cwd: Path = REPO) -> ServerProcess:
+    """Run a server from a whole command line and wait until ``ready()`` is truthy.
+
+    Output goes to ``log_path``.  ``app`` and ``port`` only label the
+    returned ``ServerProcess`` (its ``stop()`` sends SIGTERM and waits).
+    """
+    app_path = Path(app)
+    if not app_path.is_absolute():
+        app_path = EXAMPLES / app_path
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_file = open(log_path, "w+", encoding="utf-8")
+    log_file.write("$ " + " ".join(map(str, cmd)) + "\n")
+    log_file.flush()
+    proc = subprocess.Popen([str(c) for c in cmd], cwd=cwd, env=daemon_env(env), stdout=log_file,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, pass_fds=pass_fds)
+    server = ServerProcess("docsync", app_path, port, proc, log_path, log_file)
+    _ALL_SERVERS.append(server)
+    shown = " ".join(str(c) for c in cmd if c != TWISTD)
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if proc.poll() is not None:
+            log_file.close()
+            pytest.fail(f"{shown} exited with code {proc.returncode} before it was ready; "
+                        f"log:\n{server.log_tail()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            log_file.close()
+            pytest.fail(f"{shown} was not ready within {timeout}s; log:\n{server.log_tail()}")
+        time.sleep(0.1)
+    return server
+
+
+def press_me_clicks(page: "BokehPage", clicks: int = 2) -> list[str]:
+    """Click examples/press_me.py's button ``clicks`` times, waiting for each entry Python appends."""
+    button = page.get_by_role("button", name="Press Me")
+    for n in range(1, clicks + 1):
+        button.click()
+        page.wait_for(lambda: page.length("press_me_source") == n, message=f"{n} text entries from Python")
+    return page.column("press_me_source", "text")
+
+
 _WAIT_IDLE_JS = """() => window.Bokeh !== undefined && Bokeh.documents.length > 0
                          && Bokeh.documents[0].is_idle"""
 

@@ -1,0 +1,170 @@
+"""etc/nginx/docsyncd.conf, as shipped, in front of two docsyncd processes.
+
+The test renders the shipped site by plain text replacement (its ports and
+the BokehJS directory, nothing else), includes it from a minimal nginx.conf
+that keeps every nginx file in tmp, and drives the app through nginx in
+Chromium.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import signal
+import subprocess
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from bokeh.settings import settings
+from bokeh.util.token import get_session_id
+
+from e2e_support import (EXAMPLES, REPO, TWISTD_CMD, _port_open, free_port, http_ok, press_me_clicks,
+                         wait_until)
+
+pytestmark = pytest.mark.e2e
+
+NGINX = "/usr/sbin/nginx"
+SITE = REPO / "etc" / "nginx" / "docsyncd.conf"
+# The BokehJS directory written in the shipped file, as an example install path.
+SHIPPED_STATIC = "/srv/docsync/venv/lib/python3.11/site-packages/bokeh/server/static/"
+
+NGINX_CONF = """\
+# Test wrapper around the shipped site: every file nginx writes is in {tmp}.
+daemon off;
+{user}
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log info;
+events {{ worker_connections 256; }}
+http {{
+    {types}
+    default_type application/octet-stream;
+    access_log {tmp}/access.log;
+    client_body_temp_path {tmp}/client_body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    include {site};
+}}
+"""
+
+
+def render_site(nginx_port: int, upstream_ports: tuple[int, int], static_dir: str) -> str:
+    """The shipped site with its ports and static directory replaced; each must occur exactly once."""
+    text = SITE.read_text(encoding="utf-8")
+    replacements = {
+        "listen 80;": f"listen 127.0.0.1:{nginx_port};",
+        "server 127.0.0.1:5006;": f"server 127.0.0.1:{upstream_ports[0]};",
+        "server 127.0.0.1:5007;": f"server 127.0.0.1:{upstream_ports[1]};",
+        f"alias {SHIPPED_STATIC};": f"alias {static_dir.rstrip('/')}/;",
+    }
+    for old, new in replacements.items():
+        assert text.count(old) == 1, f"{SITE} should contain {old!r} exactly once"
+        text = text.replace(old, new)
+    return text
+
+
+@pytest.fixture
+def nginx(tmp_path):
+    """Factory: ``nginx(port, upstream_ports)`` runs nginx with the rendered site; stopped at teardown."""
+    if not os.access(NGINX, os.X_OK):
+        pytest.skip(f"{NGINX} is not installed (apt-get install nginx)")
+    procs: list[subprocess.Popen] = []
+
+    def _start(port: int, upstream_ports: tuple[int, int]) -> Path:
+        run = tmp_path / "nginx"
+        run.mkdir()
+        site = run / "docsyncd.conf"
+        site.write_text(render_site(port, upstream_ports, str(settings.bokehjs_path())), encoding="utf-8")
+        # As root, nginx's workers would run as "nobody", which may not read a
+        # bokeh installed under /root: keep them as the invoking user.
+        user = f"user {pwd.getpwuid(os.geteuid()).pw_name};" if os.geteuid() == 0 else ""
+        types = "include /etc/nginx/mime.types;" if os.path.exists("/etc/nginx/mime.types") else \
+            "types { text/html html; application/javascript js; text/css css; }"
+        conf = run / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(tmp=run, user=user, types=types, site=site), encoding="utf-8")
+        base = [NGINX, "-c", str(conf), "-p", f"{run}/", "-e", str(run / "error.log")]
+        check = subprocess.run([*base, "-t"], capture_output=True, text=True, timeout=30)
+        assert check.returncode == 0, f"nginx -t rejected the rendered site:\n{check.stderr}"
+        log = open(run / "nginx.out", "w")
+        procs.append(subprocess.Popen(base, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+        log.close()
+        wait_until(lambda: procs[-1].poll() is not None or _port_open(port), timeout=15,
+                   message=f"nginx listening on {port}")
+        assert procs[-1].poll() is None, f"nginx exited: {(run / 'error.log').read_text()}"
+        return run
+
+    yield _start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGQUIT)  # graceful shutdown
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _distinct_ports(n: int) -> list[int]:
+    ports: list[int] = []
+    while len(ports) < n:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
+def test_nginx_proxies_app_and_websocket_and_serves_static(spawn, nginx, page):
+    """Through the shipped nginx site the page, its websocket and clicks work, one docsyncd process holds the session, and nginx itself serves BokehJS."""
+    nginx_port, *upstream = _distinct_ports(3)
+    daemons = []
+    for port in upstream:
+        cmd = [*TWISTD_CMD, "-n", "--pidfile=", "docsync", "--port", str(port), "--address", "127.0.0.1",
+               "--app", str(EXAMPLES / "press_me.py")]
+        # Ready when /press_me/metadata answers: that makes no session.
+        daemons.append(spawn(cmd, lambda port=port: http_ok(f"http://127.0.0.1:{port}/press_me/metadata"),
+                             port=port))
+    run = nginx(nginx_port, tuple(upstream))
+
+    responses = {}
+    websockets = []
+    page.page.on("response", lambda r: responses.setdefault(urlsplit(r.url).path, r))
+    page.page.on("websocket", lambda ws: websockets.append(ws.url))
+
+    page.open(f"http://localhost:{nginx_port}/press_me")
+    assert press_me_clicks(page, 2) == ["0", "1"]
+
+    # The websocket went through nginx (and passed docsyncd's default Origin
+    # check, which needs the Host header nginx sends to keep the port).
+    assert websockets == [f"ws://localhost:{nginx_port}/press_me/ws"]
+
+    # BokehJS came from nginx's alias: nginx's headers (expires 1y sets
+    # Expires), and no docsyncd process was asked for /static/.
+    js = responses["/static/js/bokeh.min.js"]
+    headers = js.all_headers()
+    assert js.status == 200
+    assert headers["server"].startswith("nginx"), headers
+    assert "expires" in headers and "max-age=31536000" in headers["cache-control"], headers
+    logs = [d.log_text() for d in daemons]
+    assert not any("GET /static/" in log for log in logs), "a docsyncd process served /static/"
+    assert not any("refused websocket" in log for log in logs), "\n".join(logs)
+
+    # Session affinity: the session the page GET created is the one the
+    # websocket joined, so exactly one process ever created it.
+    session_id = get_session_id(_token_from_page(responses["/press_me"].text()))
+    created = [log.count(f"session {session_id} created") for log in logs]
+    assert sorted(created) == [0, 1], f"session {session_id} created per process: {created}"
+
+    # nginx logs a proxied websocket (101) once it closes.
+    page.page.close()
+    wait_until(lambda: '"GET /press_me/ws HTTP/1.1" 101' in (run / "access.log").read_text(), timeout=10,
+               message="nginx's access log line for the websocket")
+
+
+def _token_from_page(html: str) -> str:
+    match = re.search(r'"token"\s*:\s*"([^"]+)"', html)
+    assert match, "no session token in the app page"
+    return match.group(1)

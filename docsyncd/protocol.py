@@ -125,8 +125,9 @@ class SyncProtocol(WebSocketServerProtocol):
         try:
             message = self._assembler.feed(payload, is_binary)
         except wire.WIRE_ERRORS as e:
-            log.warn("protocol error from {peer}: {error}", peer=self.peer, error=e)
-            self.close(CLOSE_PROTOCOL_ERROR, f"protocol error: {e}")
+            error = f"{type(e).__name__}: {e}"
+            log.warn("protocol error from {peer}: {error}", peer=self.peer, error=error)
+            self.close(CLOSE_PROTOCOL_ERROR, f"protocol error: {error}")
             return None
         if message is None:
             return None

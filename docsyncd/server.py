@@ -3,7 +3,7 @@
 Kept apart from ``tap`` so that tests and the ``docsync`` command build the
 same server without going through twistd.
 
-Tests: tests/test_server.py
+Tests: tests/test_server.py; the --dev wiring in tests/test_dev.py
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class DocsyncSite(server.Site):
 
 
 def build_site(apps: list[LoadedApp], options: Any, reactor: Any) -> tuple[server.Site, AppsService]:
-    """The Site serving ``apps`` and the service running their lifecycle."""
+    """The Site serving ``apps`` and the service running their lifecycle (and, with ``--dev``, their file watchers)."""
     accept_coroutine_callbacks()
     prefix = options["prefix"]
     secret = options["secret-key"]
@@ -65,6 +65,7 @@ def build_site(apps: list[LoadedApp], options: Any, reactor: Any) -> tuple[serve
         index = Index(prefix, [f"/{app.name}" for app in apps], options["index"])
     root = Root(index, static_files)
     factories = []
+    dev_watchers = []
     for app in apps:
         manager = SessionManager(app, reactor, reactor)
         factory = SyncFactory(
@@ -74,7 +75,15 @@ def build_site(apps: list[LoadedApp], options: Any, reactor: Any) -> tuple[serve
         )
         factories.append(factory)
         url = f"{prefix}/{app.name}"
-        root.putChild(app.name.encode(), AppResource(manager, factory, static_files, session_settings, url, prefix))
+        page_args = (manager, factory, static_files, session_settings, url, prefix)
+        if options.get("dev"):  # reload on file changes: docsyncd/dev.py
+            from .dev import AppWatcher, DevAppResource
+
+            dev_watchers.append(AppWatcher(manager, options["app-argv"], reactor))
+            page = DevAppResource(dev_watchers[-1], *page_args)
+        else:
+            page = AppResource(*page_args)
+        root.putChild(app.name.encode(), page)
 
     site = DocsyncSite(mount(prefix, root), reactor=reactor)
     apps_service = AppsService(
@@ -82,4 +91,8 @@ def build_site(apps: list[LoadedApp], options: Any, reactor: Any) -> tuple[serve
         check_interval=options["check-unused-sessions"] / 1000.0,
         unused_lifetime=options["unused-session-lifetime"] / 1000.0,
     )
+    if dev_watchers:
+        from .dev import with_watchers
+
+        return site, with_watchers(apps_service, dev_watchers)
     return site, apps_service

@@ -1,0 +1,260 @@
+"""``--dev``: reload an app when its files change, and the pages that show it.
+
+``AppWatcher`` polls the modification times of an app's ``.py``, ``.html``,
+``.css`` and ``.yaml`` files on an injected clock.  When they change it loads
+the app again and swaps it into the app's ``SessionManager`` (the old
+version's sessions are discarded; new sessions run the new code), then tells
+every open page to reload.
+
+Pages learn of a reload through a server-sent event stream,
+``/<app>/dev-events``: ``DevAppResource`` (the app page in dev mode) adds a
+small script to the page, and to its error pages, that listens there and calls
+``location.reload()``.  The script names the reload generation its page was
+built at, so a reload that happens before the stream opens is not missed.
+
+When the new code does not load (a syntax error), the page answers 500 with
+the traceback and the log gets the same; the server carries on, and the next
+change to the files reloads again.
+
+Nothing here is imported unless ``--dev`` is given.
+
+Tests: tests/test_dev.py, tests/e2e/test_dev_reload.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from html import escape
+from typing import Any, Callable
+
+from twisted.application.service import MultiService, Service
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.web import http, server
+from twisted.web.resource import Resource
+
+from . import logs
+from .apps import AppLoadError, LoadedApp, load_app
+from .sessions import SessionManager
+from .web import AppResource
+
+log = Logger(observer=logs.observer)
+
+WATCHED_SUFFIXES = (".py", ".html", ".css", ".yaml")
+POLL_INTERVAL = 0.5  # seconds between looks at the files' modification times
+
+Snapshot = dict[str, tuple[int, int]]
+
+
+def watched_files(path: str) -> list[str]:
+    """The files ``--dev`` watches: a module app itself, or a directory app's
+    ``.py``, ``.html``, ``.css`` and ``.yaml`` files (hidden directories and
+    ``__pycache__`` skipped)."""
+    if not os.path.isdir(path):
+        return [path]
+    found = []
+    for directory, subdirs, files in os.walk(path):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith(".") and d != "__pycache__")
+        found.extend(os.path.join(directory, name) for name in sorted(files) if name.endswith(WATCHED_SUFFIXES))
+    return found
+
+
+def snapshot(files: list[str]) -> Snapshot:
+    """Modification time and size of each file that exists."""
+    result = {}
+    for name in files:
+        try:
+            st = os.stat(name)
+        except OSError:
+            continue
+        result[name] = (st.st_mtime_ns, st.st_size)
+    return result
+
+
+class AppWatcher(Service):
+    """Reloads one app into its ``SessionManager`` when the app's files change.
+
+    ``generation`` counts reloads (failed ones too); ``error`` is
+    ``(message, traceback)`` while the files on disk do not load, else None.
+    """
+
+    def __init__(self, manager: SessionManager, argv: list[str], clock: IReactorTime,
+                 interval: float = POLL_INTERVAL, load: Callable[[str, list[str]], LoadedApp] = load_app):
+        self.manager = manager
+        self.argv = list(argv)
+        self.interval = interval
+        self.generation = 0
+        self.error: tuple[str, str] | None = None
+        self._load = load
+        self._listeners: list[Callable[[int], None]] = []
+        self._snapshot: Snapshot = {}
+        self._loop = LoopingCall(self.check)
+        self._loop.clock = clock
+
+    @property
+    def path(self) -> str:
+        return self.manager.app.path
+
+    def startService(self) -> None:
+        super().startService()
+        files = watched_files(self.path)
+        self._snapshot = snapshot(files)
+        log.info("--dev: watching {count} file(s) of app {app} for changes", count=len(files), app=self.manager.app.name)
+        self._loop.start(self.interval, now=False)
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self._loop.running:
+            self._loop.stop()
+
+    def subscribe(self, listener: Callable[[int], None]) -> Callable[[], None]:
+        """Call ``listener(generation)`` after each reload; returns the unsubscribe function."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def check(self) -> defer.Deferred | None:
+        """Reload if the watched files changed since the last look (the LoopingCall's body)."""
+        current = snapshot(watched_files(self.path))
+        if current == self._snapshot:
+            return None
+        changed = sorted({name for name, _ in set(current.items()) ^ set(self._snapshot.items())})
+        self._snapshot = current
+        log.info("--dev: {files} changed; reloading app {app}",
+                 files=", ".join(os.path.relpath(f, os.path.dirname(self.path)) for f in changed),
+                 app=self.manager.app.name)
+        d = defer.Deferred.fromCoroutine(self.reload())
+        return d.addErrback(lambda f: log.failure("--dev: error while reloading app {app}", f,
+                                                  app=self.manager.app.name))
+
+    async def reload(self) -> None:
+        """Load the app from disk again and swap it in; then tell the open pages."""
+        self._forget_app_modules()
+        try:
+            app = self._load(self.path, self.argv)
+        except AppLoadError as e:
+            self.error = (str(e), e.detail.rstrip())
+            log.error("--dev: app {app} did not load; its pages show this until the files change:\n{message}\n{detail}",
+                      app=self.manager.app.name, message=self.error[0], detail=self.error[1])
+        else:
+            await self.manager.replace_app(app)
+            self.error = None
+            log.info("--dev: app {app} reloaded", app=app.name)
+        self.generation += 1
+        for listener in list(self._listeners):
+            listener(self.generation)
+
+    def _forget_app_modules(self) -> None:
+        """Drop the app's own helper modules from ``sys.modules`` so that they are imported afresh."""
+        ours = {os.path.abspath(f) for f in watched_files(self.path) if f.endswith(".py")}
+        for name, module in list(sys.modules.items()):
+            filename = getattr(module, "__file__", None)
+            if filename and os.path.abspath(filename) in ours:
+                del sys.modules[name]
+
+
+def with_watchers(apps_service: Service, watchers: list[AppWatcher]) -> MultiService:
+    """The apps service and its watchers as one service: watchers start after
+    the apps and stop before them."""
+    top = MultiService()
+    apps_service.setServiceParent(top)
+    for watcher in watchers:
+        watcher.setServiceParent(top)
+    return top
+
+
+class DevEvents(Resource):
+    """``/<app>/dev-events``: a server-sent event stream that says ``reload`` once.
+
+    ``?generation=N`` is the reload generation the page was built at; when the
+    app has been reloaded since, the answer comes at once.
+    """
+
+    isLeaf = True
+
+    def __init__(self, watcher: AppWatcher):
+        super().__init__()
+        self.watcher = watcher
+
+    def render_GET(self, request: server.Request) -> Any:
+        request.setHeader(b"content-type", b"text/event-stream")
+        request.setHeader(b"cache-control", b"no-cache")
+        request.setHeader(b"x-accel-buffering", b"no")  # nginx: pass events on at once
+        try:
+            since = int(request.args.get(b"generation", [b""])[0])
+        except ValueError:
+            since = self.watcher.generation
+        if since < self.watcher.generation:
+            return b"retry: 1000\ndata: reload\n\n"
+        request.write(b"retry: 1000\n\n")  # sends the headers, so the browser sees the stream open
+
+        def reload(generation: int) -> None:
+            request.write(b"data: reload\n\n")
+            request.finish()
+
+        unsubscribe = self.watcher.subscribe(reload)
+        request.notifyFinish().addBoth(lambda _: unsubscribe())
+        return server.NOT_DONE_YET
+
+
+RELOAD_SCRIPT = """<script>
+(function () {
+  // docsync --dev: reload this page when the app's files change.
+  var events = new EventSource(%s);
+  events.onmessage = function (event) {
+    if (event.data === "reload") { events.close(); location.reload(); }
+  };
+})();
+</script>
+"""
+
+
+class DevAppResource(AppResource):
+    """The app page in dev mode: a reload script in every page, the load error while there is one."""
+
+    def __init__(self, watcher: AppWatcher, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.watcher = watcher
+        self.putChild(b"dev-events", DevEvents(watcher))
+
+    def reload_script(self) -> bytes:
+        url = f"{self.url}/dev-events?generation={self.watcher.generation}"
+        return (RELOAD_SCRIPT % json.dumps(url)).encode("utf-8")
+
+    def render_GET(self, request: server.Request) -> Any:
+        script = self.reload_script()
+        if self.watcher.error is not None:
+            message, detail = self.watcher.error
+            request.setResponseCode(http.INTERNAL_SERVER_ERROR)
+            request.setHeader(b"content-type", b"text/html; charset=utf-8")
+            title = "500 Error loading the app"
+            return (
+                f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{title}</title></head>"
+                f"<body><h1>{title}</h1><p>{escape(message)}</p><pre>{escape(detail)}</pre>"
+            ).encode("utf-8") + script + b"</body></html>"
+        _insert_before_body_end(request, script)
+        return super().render_GET(request)
+
+
+def _insert_before_body_end(request: server.Request, snippet: bytes) -> None:
+    """Have ``request`` put ``snippet`` before ``</body>`` of the page it writes
+    (or at its end), whether the page is the app or an error page."""
+    write, finish = request.write, request.finish
+    pending = [snippet]
+
+    def write_with_snippet(data: bytes) -> None:
+        if pending and b"</body>" in data:
+            head, tag, tail = data.rpartition(b"</body>")
+            data = head + pending.pop() + tag + tail
+        write(data)
+
+    def finish_with_snippet() -> None:
+        if pending and not request.finished and not getattr(request, "_disconnected", False):
+            write(pending.pop())
+        finish()
+
+    request.write = write_with_snippet  # type: ignore[method-assign]
+    request.finish = finish_with_snippet  # type: ignore[method-assign]

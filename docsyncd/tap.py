@@ -139,7 +139,11 @@ def make_service(options: Options, reactor: Any) -> service.MultiService:
     top = service.MultiService()
     apps_service.setServiceParent(top)
     for endpoint in options["listen"]:
-        strports.service(endpoint, site, reactor=reactor).setServiceParent(top)
+        try:
+            listener = strports.service(endpoint, site, reactor=reactor)
+        except Exception as e:  # unknown endpoint type, missing key file, bad port...
+            raise SystemExit(f"docsync: --listen {endpoint}: {e}")
+        listener.setServiceParent(top)
     if options.get("show"):
         from .urls import BrowserOpener
 

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import math
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -45,7 +46,10 @@ def run_once(server_for, kind, name):
     scenario = SCENARIOS[name]
     server = server_for(kind, scenario.app)
     try:
-        values = asyncio.run(asyncio.wait_for(scenario.run(server, SMOKE), 60))
+        # On a thread of its own: once a browser test ran, Playwright's sync API
+        # keeps an event loop running on the main thread, where asyncio.run refuses.
+        with ThreadPoolExecutor(1) as worker:
+            values = worker.submit(asyncio.run, asyncio.wait_for(scenario.run(server, SMOKE), 60)).result()
     except Exception as exc:
         raise AssertionError(f"{name} against {kind} failed: {exc!r}\n--- log:\n{server.log_tail()}") from exc
     assert set(values) == {figure.key for figure in scenario.figures}

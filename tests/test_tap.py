@@ -198,6 +198,16 @@ class MakeServiceTests(SynchronousTestCase):
             tap.make_service(parse("--app", missing), self.reactor)
         self.assertEqual(caught.exception.code, f"docsync: no such app: {missing}")
 
+    def test_bad_listen_endpoint(self):
+        """An endpoint string Twisted cannot use stops start-up with one line naming it, not a traceback."""
+        for endpoint, reason in (("bogus:1", "Unknown endpoint type"),
+                                 ("ssl:5443:privateKey=/no/such/key.pem", "No such file")):
+            with self.assertRaises(SystemExit) as caught:
+                tap.make_service(parse("--app", self.app, "--listen", endpoint), self.reactor)
+            message = str(caught.exception.code)
+            self.assertTrue(message.startswith(f"docsync: --listen {endpoint}: "), message)
+            self.assertIn(reason, message)
+
     def test_duplicate_names(self):
         """Two apps that would be served at the same URL stop start-up."""
         other_dir = self.tmp_path / "other"

@@ -15,6 +15,7 @@ import os
 import re
 import socket
 import struct
+import threading
 from pathlib import Path
 
 import pytest
@@ -38,24 +39,32 @@ MSGTYPES = st.sampled_from(["PULL-DOC-REQ", "PATCH-DOC", "PUSH-DOC", "SERVER-INF
 
 
 class Beside:
-    """The honest session: one websocket that keeps doing slider round trips."""
+    """The honest session: one websocket that keeps doing slider round trips.
+
+    Its asyncio loop runs on a thread of its own: Playwright's sync API keeps
+    a loop running on the main thread once a browser test has run.
+    """
 
     def __init__(self, port: int):
         self.loop = asyncio.new_event_loop()
-        self.conn, reply = self.loop.run_until_complete(visit(AppAddress("127.0.0.1", port, "/slider_div")))
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.conn, reply = self.run(visit(AppAddress("127.0.0.1", port, "/slider_div")))
         self.synced = SyncedDocument(reply)
         self.value = 0
+
+    def run(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(asyncio.wait_for(coroutine, 10), self.loop).result()
 
     def round_trip(self) -> None:
         self.value += 1
         slider, div = self.synced.model("slider"), self.synced.model("div")
-        elapsed = self.loop.run_until_complete(
-            asyncio.wait_for(round_trip(self.conn, self.synced, slider, div, self.value), 10)
-        )
-        assert elapsed is not None
+        assert self.run(round_trip(self.conn, self.synced, slider, div, self.value)) is not None
 
     def close(self) -> None:
-        self.loop.run_until_complete(self.conn.close())
+        self.run(self.conn.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
         self.loop.close()
 
 

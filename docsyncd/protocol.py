@@ -88,7 +88,9 @@ class SyncProtocol(WebSocketServerProtocol):
         protocols = request.protocols
         if len(protocols) == 2 and protocols[0] == "bokeh":
             self._token = protocols[1]
-        self._refusal = self.factory.tokens.refusal(self._token, self.factory.clock.seconds())
+        self._refusal = self.factory.tokens.refusal(
+            self._token, self.factory.clock.seconds(), is_live=lambda session_id: self.factory.manager.get(session_id) is not None
+        )
         self._request_facts = dict(path=request.path, uri=request.path, host=host, remote_ip=peer_ip(request.peer))
         # bokeh.client sends its request arguments on the websocket URL, not in the token.
         self._url_arguments = {k: [v.encode("utf-8") for v in vs] for k, vs in request.params.items()}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
+from typing import Callable
 from urllib.parse import urlsplit
 
 from bokeh.util.token import check_token_signature, get_session_id, get_token_payload
@@ -70,8 +71,14 @@ class TokenPolicy:
     secret_key: bytes | None = None
     signed: bool = False
 
-    def refusal(self, token: str | None, now: float) -> str | None:
-        """None when the token may open a session, else the reason it may not."""
+    def refusal(self, token: str | None, now: float, is_live: Callable[[str], bool] = lambda session_id: False) -> str | None:
+        """None when the token may open a session, else the reason it may not.
+
+        The expiry bounds how long a page may wait before its first connection.
+        A token whose signature verifies may rejoin a session that is still
+        alive (``is_live``) at any time: that is BokehJS reconnecting after a
+        network drop, and refusing it would leave the page dead.
+        """
         if not token:
             return "no session token in the Sec-WebSocket-Protocol header"
         try:
@@ -89,6 +96,6 @@ class TokenPolicy:
         expiry = payload.get("session_expiry")
         if not isinstance(expiry, (int, float)):
             return "session token has no expiry"
-        if now >= expiry:
+        if now >= expiry and not is_live(session_id):
             return f"session token for {session_id!r} expired; raise --session-token-expiration if pages stay open long before connecting"
         return None

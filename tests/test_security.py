@@ -6,7 +6,7 @@ import base64
 import json
 import time
 
-from bokeh.util.token import generate_session_id
+from bokeh.util.token import generate_session_id, get_token_payload
 from twisted.trial.unittest import SynchronousTestCase
 
 from docsyncd.security import OriginPolicy, TokenPolicy, host_allowed, normalise_host
@@ -137,3 +137,20 @@ class TokenPolicyTests(SynchronousTestCase):
         token = handmade_token({"session_id": 12345, "session_expiry": self.now + 60}, signature="forged")
         for policy in (TokenPolicy(), TokenPolicy(SECRET, signed=True)):
             self.assertEqual(policy.refusal(token, self.now), "malformed session token")
+
+
+class ReconnectTests(SynchronousTestCase):
+    def test_expired_token_rejoins_a_live_session(self):
+        """An expired token whose signature verifies may rejoin a session that is still alive, but not start a new one."""
+        token = make_token(expiration=1)
+        later = get_token_payload(token)["session_expiry"] + 600
+        policy = TokenPolicy()
+        self.assertIn("expired", policy.refusal(token, later))
+        self.assertIsNone(policy.refusal(token, later, is_live=lambda session_id: True))
+
+    def test_bad_signature_never_rejoins(self):
+        """A token with a bad signature is refused even when it names a live session."""
+        token = make_token(secret_key=b"x" * 32)
+        policy = TokenPolicy(secret_key=b"y" * 32, signed=True)
+        self.assertIn("invalid signature", policy.refusal(token, 0, is_live=lambda session_id: True))
+

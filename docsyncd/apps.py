@@ -90,6 +90,12 @@ def load_app(path: str, argv: list[str] | None = None) -> LoadedApp:
     return LoadedApp(app_name(path), path, application)
 
 
+def empty_app() -> LoadedApp:
+    """The app served at ``/`` when no app is given, as by ``bokeh serve`` without files:
+    every session starts with an empty document, which a client pushes or a store restores."""
+    return LoadedApp("", "", Application(DocumentLifecycleHandler()))
+
+
 def document_build_errors(application: Application) -> list[str]:
     """One line per handler that failed while building the last document."""
     return [describe_handler_error(h) for h in application.handlers if h.failed]

@@ -29,6 +29,7 @@ from twisted.logger import Logger
 from twisted.python import threadable
 
 from . import logs
+from .metrics import REGISTRY
 
 log = Logger(observer=logs.observer)
 
@@ -93,6 +94,7 @@ def call_user(f: Callable[..., Any], *args: Any, **kwargs: Any) -> defer.Deferre
 
 def log_callback_failure(failure, what: str, session_id: str = "-") -> None:
     """Log a failed user callback with the app's traceback; the session carries on."""
+    REGISTRY.count("docsync_callback_errors_total")
     log.failure("error in {what} (session {sid})", failure, what=what, sid=session_id)
 
 

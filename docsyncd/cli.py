@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator
 
 from twisted.python import usage
 
-from . import tap
+from . import logs, tap
 
 EXIT_ERROR = 2
 
@@ -149,7 +149,8 @@ def serve(argv: list[str]) -> int:
         except Exception as e:
             raise CommandError(f"docsync serve: --listen {endpoint}: {e}") from None
 
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
+    observer = logs.json_observer() if options["log-format"] == "json" else textFileLogObserver(sys.stdout)
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
     try:
         top = tap.make_service(options, reactor)
     except SystemExit as e:  # make_service's one-line errors: "docsync: ..."

@@ -59,6 +59,9 @@ class RequestContext:
 class AppServerContext(ServerContext):
     """Shared by every session of one app; apps may hang their own attributes on it."""
 
+    #: The auth module's logout URL under --prefix, when it has one (guard.py sets it).
+    logout_url: str | None = None
+
     def __init__(self, manager: "SessionManager"):
         self._manager = manager
 
@@ -103,7 +106,7 @@ class AppSessionContext(SessionContext):
 
     @property
     def logout_url(self) -> str | None:
-        return None
+        return self.server_context.logout_url
 
     def with_locked_document(self, func: Callable[[Any], Any]) -> defer.Deferred:
         """Run ``func(document)`` under the session's lock (directly while the session is being built)."""

@@ -156,16 +156,6 @@ class AppWatcher(Service):
                 del sys.modules[name]
 
 
-def with_watchers(apps_service: Service, watchers: list[AppWatcher]) -> MultiService:
-    """The apps service and its watchers as one service: watchers start after
-    the apps and stop before them."""
-    top = MultiService()
-    apps_service.setServiceParent(top)
-    for watcher in watchers:
-        watcher.setServiceParent(top)
-    return top
-
-
 class DevEvents(Resource):
     """``/<app>/dev-events``: a server-sent event stream that says ``reload`` once.
 

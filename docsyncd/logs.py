@@ -12,9 +12,12 @@ Tests: tests/test_logs.py
 from __future__ import annotations
 
 import logging
+import sys
 
 from twisted.logger import (
     FilteringLogObserver,
+    ILogObserver,
+    jsonFileLogObserver,
     LogLevel,
     LogLevelFilterPredicate,
     Logger,
@@ -34,6 +37,11 @@ _TWISTED_LEVEL = {
 
 _levels = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
 observer = FilteringLogObserver(globalLogPublisher, [_levels])
+
+
+def json_observer() -> ILogObserver:
+    """Twisted's JSON log events on stdout, one per line (``--log-format json``)."""
+    return jsonFileLogObserver(sys.stdout, recordSeparator="")
 
 
 def set_level(name: str) -> None:

@@ -22,6 +22,9 @@ from twisted.logger import Logger
 
 from . import logs, wire
 from .contexts import RequestContext
+from .limits import BackpressureMixin
+from .metrics import REGISTRY
+from .proxy import NO_FORWARDING
 from .security import OriginPolicy, TokenPolicy
 from .sessions import SessionManager
 
@@ -41,6 +44,10 @@ def peer_ip(peer: str) -> str:
 
 class SyncFactory(WebSocketServerFactory):
     """Websocket factory of one app: its sessions and the policies its handshake applies."""
+
+    #: --use-xheaders (proxy.py) and --websocket-max-send-buffer (limits.py), set by guard.guard_site.
+    forwarding = NO_FORWARDING
+    max_send_buffer = 64 * 1024 * 1024
 
     def __init__(self, manager: SessionManager, clock: Any, origins: OriginPolicy, tokens: TokenPolicy,
                  keep_alive: float = 37.0, max_message_size: int = 20 * 1024 * 1024):
@@ -62,7 +69,7 @@ class SyncFactory(WebSocketServerFactory):
         )
 
 
-class SyncProtocol(WebSocketServerProtocol):
+class SyncProtocol(BackpressureMixin, WebSocketServerProtocol):  # slow clients: limits.py
     """One browser tab or client connected to one session."""
 
     factory: SyncFactory
@@ -79,7 +86,7 @@ class SyncProtocol(WebSocketServerProtocol):
     # -- handshake --------------------------------------------------------
 
     def onConnect(self, request: Any) -> str | None:
-        scheme = "https" if self.factory.isSecure else "http"
+        scheme, remote_ip = self.factory.forwarding.websocket(request.headers, self.factory.isSecure, peer_ip(request.peer))
         host = request.headers.get("host", "")
         refusal = self.factory.origins.refusal(request.headers.get("origin"), host, scheme)
         if refusal:
@@ -91,7 +98,8 @@ class SyncProtocol(WebSocketServerProtocol):
         self._refusal = self.factory.tokens.refusal(
             self._token, self.factory.clock.seconds(), is_live=lambda session_id: self.factory.manager.get(session_id) is not None
         )
-        self._request_facts = dict(path=request.path, uri=request.path, host=host, remote_ip=peer_ip(request.peer))
+        self._request_facts = dict(path=request.path, uri=request.path, host=host, remote_ip=remote_ip,
+                                   protocol=scheme)
         # bokeh.client sends its request arguments on the websocket URL, not in the token.
         self._url_arguments = {k: [v.encode("utf-8") for v in vs] for k, vs in request.params.items()}
         return "bokeh" if "bokeh" in protocols else None
@@ -114,6 +122,7 @@ class SyncProtocol(WebSocketServerProtocol):
             return
         self.session = session
         session.attach(self)
+        REGISTRY.count("docsync_connections_opened_total", app=self.factory.manager.app.name)
         self.send_frames(wire.encode(wire.PROTOCOL.create("ACK")))
 
     # -- messages ---------------------------------------------------------
@@ -138,6 +147,7 @@ class SyncProtocol(WebSocketServerProtocol):
     def _handle(self, message: Any) -> defer.Deferred | None:
         msgtype = message.msgtype
         msgid = message.header["msgid"]
+        REGISTRY.count("docsync_messages_received_total", msgtype=msgtype)
         if msgtype == "PULL-DOC-REQ":
             d = self.session.pull(message)
             d.addCallback(self.send_frames)
@@ -145,7 +155,7 @@ class SyncProtocol(WebSocketServerProtocol):
             d = self.session.patch(self, message)
             d.addCallback(lambda _: self._reply("OK", msgid))
         elif msgtype == "PUSH-DOC":
-            d = self.session.push(message)
+            d = self.session.push(message, origin=self)  # publishes and saves before the OK: session.py
             d.addCallback(lambda _: self._reply("OK", msgid))
         elif msgtype == "SERVER-INFO-REQ":
             d = defer.succeed(self._reply("SERVER-INFO-REPLY", msgid))
@@ -166,9 +176,11 @@ class SyncProtocol(WebSocketServerProtocol):
 
     # -- output -------------------------------------------------------------
 
-    def send_frames(self, frames: list[wire.Frame]) -> None:
+    def send_frames(self, frames: wire.EncodedMessage) -> None:
         if self.state != self.STATE_OPEN:
             return
+        REGISTRY.count("docsync_messages_sent_total", msgtype=frames.msgtype)
+        REGISTRY.count("docsync_bytes_sent_total", frames.nbytes)
         for frame in frames:
             self.sendMessage(frame.payload, frame.is_binary)
 

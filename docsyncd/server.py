@@ -3,7 +3,8 @@
 Kept apart from ``tap`` so that tests and the ``docsync`` command build the
 same server without going through twistd.
 
-Tests: tests/test_server.py; the --dev wiring in tests/test_dev.py
+Tests: tests/test_server.py; the --dev wiring in tests/test_dev.py; the store,
+published documents and the empty app at / in tests/test_store.py
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ from typing import Any
 
 from twisted.web import http, server
 
-from .apps import LoadedApp
+from .apps import LoadedApp, empty_app
 from .callbacks import accept_coroutine_callbacks
 from .protocol import SyncFactory
 from .security import OriginPolicy, TokenPolicy
+from .metrics import REGISTRY, HealthResource, MetricsResource, StatsLogService, watch_managers
 from .service import AppsService
+from .published import AllPublished, EmptyAppRoot, PublishedList, entries
 from .sessions import SessionManager
+from .store import IDocumentStore, open_store
 from .web import AppResource, Index, Root, SessionSettings, StaticFiles, mount
 
 
@@ -48,26 +52,39 @@ class DocsyncSite(server.Site):
         return [b"http/1.1"]
 
 
-def build_site(apps: list[LoadedApp], options: Any, reactor: Any) -> tuple[server.Site, AppsService]:
-    """The Site serving ``apps`` and the service running their lifecycle (and, with ``--dev``, their file watchers)."""
+def build_site(apps: list[LoadedApp], options: Any, reactor: Any,
+               store: IDocumentStore | None = None) -> tuple[server.Site, AppsService]:
+    """The Site serving ``apps`` and the service running their lifecycle (and, with ``--dev``, their file watchers).
+
+    No apps: the empty app at ``/``, as ``bokeh serve`` without files.  Published
+    documents live in ``store`` (default: the one ``--store`` names; ``StoreError``
+    when it cannot be opened).
+    """
     accept_coroutine_callbacks()
+    store = store if store is not None else open_store(options.get("store"))
+    at_root = not apps
+    apps = apps or [empty_app()]
+    pages: list[tuple[SessionManager, str]] = []  # for the listings of published documents
     prefix = options["prefix"]
     secret = options["secret-key"]
     secret_key = secret.encode("utf-8") if isinstance(secret, str) else secret
-    signed = options["session-ids"] == "signed"
-    session_settings = SessionSettings(secret_key, signed, options["session-token-expiration"])
+    signed = options["session-ids"] != "unsigned"  # signed, or external-signed: ids only from elsewhere
+    session_settings = SessionSettings(secret_key, signed, options["session-token-expiration"],
+                                       generate_ids=options["session-ids"] != "external-signed")
+    session_settings.owns = options.get("owns-session-id")  # a --workers process mints ids it owns: worker.py
     origins = OriginPolicy(list(options["allow-websocket-origin"]))
     tokens = TokenPolicy(secret_key, signed)
     static_files = StaticFiles()
 
     index = None
     if not options["disable-index"]:
-        index = Index(prefix, [f"/{app.name}" for app in apps], options["index"])
+        index = Index(prefix, [] if at_root else [f"/{app.name}" for app in apps], options["index"],
+                      published=lambda: entries(pages))
     root = Root(index, static_files)
     factories = []
     dev_watchers = []
     for app in apps:
-        manager = SessionManager(app, reactor, reactor)
+        manager = SessionManager(app, reactor, reactor, store=store)
         factory = SyncFactory(
             manager, reactor, origins, tokens,
             keep_alive=options["keep-alive"] / 1000.0,
@@ -76,14 +93,24 @@ def build_site(apps: list[LoadedApp], options: Any, reactor: Any) -> tuple[serve
         factories.append(factory)
         url = f"{prefix}/{app.name}"
         page_args = (manager, factory, static_files, session_settings, url, prefix)
-        if options.get("dev"):  # reload on file changes: docsyncd/dev.py
+        if options.get("dev") and not at_root:  # reload on file changes: docsyncd/dev.py
             from .dev import AppWatcher, DevAppResource
 
             dev_watchers.append(AppWatcher(manager, options["app-argv"], reactor))
             page = DevAppResource(dev_watchers[-1], *page_args)
         else:
-            page = AppResource(*page_args)
-        root.putChild(app.name.encode(), page)
+            from .lazy import page_class  # --lazy-documents, --workers: lazy.py
+
+            page = page_class(app, options)(*page_args)
+        pages.append((manager, url))
+        page.putChild(b"published", PublishedList(manager, url))
+        if at_root:  # the app's page and its ws, autoload.js, metadata and published at /
+            for name, child in page.children.items():
+                root.putChild(name, child)
+            root.index = EmptyAppRoot(page, index)
+        else:
+            root.putChild(app.name.encode(), page)
+    root.putChild(b"published.json", AllPublished(pages))
 
     site = DocsyncSite(mount(prefix, root), reactor=reactor)
     apps_service = AppsService(
@@ -91,8 +118,15 @@ def build_site(apps: list[LoadedApp], options: Any, reactor: Any) -> tuple[serve
         check_interval=options["check-unused-sessions"] / 1000.0,
         unused_lifetime=options["unused-session-lifetime"] / 1000.0,
     )
-    if dev_watchers:
-        from .dev import with_watchers
+    managers = [f.manager for f in factories]
+    watch_managers(REGISTRY, managers)
+    root.putChild(b"health", HealthResource(managers))
+    root.putChild(b"metrics", MetricsResource(REGISTRY))
+    from .guard import guard_site  # --use-xheaders, --allow-host, --auth-module and the limits: guard.py
 
-        return site, with_watchers(apps_service, dev_watchers)
+    guard_site(site, root, factories, session_settings, options, reactor)
+    for watcher in dev_watchers:
+        watcher.setServiceParent(apps_service)
+    if options.get("stats-log-frequency"):
+        StatsLogService(options["stats-log-frequency"] / 1000.0, managers, reactor).setServiceParent(apps_service)
     return site, apps_service

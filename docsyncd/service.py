@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.application.service import Service
+from twisted.application.service import MultiService
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
@@ -24,13 +24,19 @@ from .protocol import SyncFactory
 log = Logger(observer=logs.observer)
 
 
-class AppsService(Service):
-    """Runs the apps' server hooks, reaps unused sessions, and shuts sessions down in order."""
+class AppsService(MultiService):
+    """Runs the apps' server hooks, reaps unused sessions, and shuts sessions down in order.
+
+    Its children are services that work on its apps (``--dev`` file watchers,
+    the stats log): they start after the apps loaded and stop before the
+    sessions are discarded.
+    """
 
     name = "apps"
 
     def __init__(self, factories: list[SyncFactory], clock: IReactorTime, check_interval: float,
                  unused_lifetime: float):
+        super().__init__()
         self.factories = factories
         self.clock = clock
         self.check_interval = check_interval
@@ -43,11 +49,11 @@ class AppsService(Service):
         return [f.manager for f in self.factories]
 
     def startService(self) -> None:
-        super().startService()
         for factory in self.factories:
             factory.startFactory()
             factory.manager.server_loaded()
         self._reaper.start(self.check_interval, now=False)
+        super().startService()
 
     def reap(self) -> defer.Deferred:
         """Discard sessions unused for longer than the lifetime; a failure is logged, never fatal."""
@@ -68,8 +74,12 @@ class AppsService(Service):
             factory.stopFactory()
         log.info("all sessions discarded and apps unloaded")
 
-    def stopService(self) -> defer.Deferred:
-        super().stopService()
+    async def _stop(self) -> None:
+        await super().stopService()  # the companions first
         if self._reaper.running:
             self._reaper.stop()
-        return defer.Deferred.fromCoroutine(self._shut_down())
+        await self._shut_down()
+
+    def stopService(self) -> defer.Deferred:
+        return defer.Deferred.fromCoroutine(self._stop())
+

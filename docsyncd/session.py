@@ -6,20 +6,28 @@ callback never sees a half-applied patch.  Every change a callback makes is
 serialised once and sent to every connection of the session, except the echo
 of a browser's own patch back to that browser.
 
+A published session (pushed with ``publish`` in the PUSH-DOC's metadata, or
+restored from the store) saves its document in the store at the end of every
+locked operation that changed it, before the lock is released, so that the
+OK a client gets for a PUSH-DOC or PATCH-DOC comes after the write.
+
 Tests: tests/test_session.py
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any, Callable, Protocol as TypingProtocol
 
 from bokeh.events import ConnectionLost
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from . import logs, wire
 from .callbacks import SessionCallbacks, call_user, log_callback_failure
+from .store import IDocumentStore, MemoryStore, check_name
 
 log = Logger(observer=logs.observer)
 
@@ -33,7 +41,8 @@ class Subscriber(TypingProtocol):
 class ServerSession:
     """Hosts one document for any number of connections (tabs, clients)."""
 
-    def __init__(self, session_id: str, document: Any, token: str, clock: IReactorTime, reactor: Any = None):
+    def __init__(self, session_id: str, document: Any, token: str, clock: IReactorTime, reactor: Any = None,
+                 store: IDocumentStore | None = None, app_name: str = "", published: bool = False):
         self.id = session_id
         self.token = token
         self.document = document
@@ -42,6 +51,12 @@ class ServerSession:
         self._lock = defer.DeferredLock()
         self._connections: set[Subscriber] = set()
         self._patch_origin: Subscriber | None = None
+        self._push_origin: Subscriber | None = None
+        self.store = store if store is not None else MemoryStore()
+        self.app_name = app_name
+        #: Whether the document is published: then its changes are saved in the store.
+        self.published = published
+        self._dirty = False
         self._busy = 0
         self._last_detached = clock.seconds()
         self._callbacks = SessionCallbacks(clock, self._run_session_callback, reactor)
@@ -90,13 +105,37 @@ class ServerSession:
 
         def locked():
             # The session may have been destroyed while this waited its turn.
-            return None if self.destroyed else call_user(f, *args, **kwargs)
+            if self.destroyed:
+                return None
+            return call_user(f, *args, **kwargs).addBoth(self._save_if_changed)
 
         def done(result):
             self._busy -= 1
             return result
 
         return self._lock.run(locked).addBoth(done)
+
+    def _save_if_changed(self, result: Any) -> Any:
+        """At the end of a locked operation: store a published document it changed.
+
+        A failed write fails the operation (a client's push or patch gets an
+        ERROR instead of OK), unless the operation had already failed.
+        """
+        if self._dirty and self.published and not self.destroyed:
+            try:
+                self.save()
+            except Exception:
+                failure = Failure()
+                log.failure("could not store published document {name} of app {app}", failure,
+                            name=self.id, app=self.app_name)
+                return result if isinstance(result, Failure) else failure
+        return result
+
+    def save(self) -> None:
+        """Write the document to the store under the session's id."""
+        doc_json = json.dumps(self.document.to_json(deferred=False), separators=(",", ":"))
+        self.store.save(self.app_name, self.id, doc_json)
+        self._dirty = False
 
     def run_awaitable(self, awaitable: Any, name: str) -> defer.Deferred:
         """Run a coroutine a callback produced, under the lock, after the current holder."""
@@ -116,9 +155,32 @@ class ServerSession:
             lambda: wire.encode(wire.PROTOCOL.create("PULL-DOC-REPLY", request.header["msgid"], self.document))
         )
 
-    def push(self, message: Any) -> defer.Deferred:
-        """Replace the document with a client's PUSH-DOC."""
-        return self.with_document_locked(message.push_to_document, self.document)
+    def push(self, message: Any, origin: Subscriber | None = None) -> defer.Deferred:
+        """Replace the document with a client's PUSH-DOC.
+
+        The pushing connection is not sent the changes its own push makes.
+        With ``publish`` in the message's metadata the document is published
+        under the session id, which must then be a name (``store.NAME_RULE``):
+        it is in the store when the returned Deferred fires.
+        """
+        publish = bool(message.metadata.get("publish")) if isinstance(message.metadata, dict) else False
+        if publish:
+            try:
+                check_name(self.id)
+            except ValueError:
+                return defer.fail()
+
+        def replace():
+            self._push_origin = origin
+            try:
+                message.push_to_document(self.document)
+            finally:
+                self._push_origin = None
+            if publish:
+                self.published = True
+                self._dirty = True
+
+        return self.with_document_locked(replace)
 
     def patch(self, origin: Subscriber, message: Any) -> defer.Deferred:
         """Apply a client's PATCH-DOC; its own changes are not echoed back to it."""
@@ -126,6 +188,7 @@ class ServerSession:
         def apply():
             self._patch_origin = origin
             try:
+                wire.complete_column_data(message, self.document)  # bokeh.client sends partial column data
                 message.apply_to_document(self.document, self)
             finally:
                 self._patch_origin = None
@@ -135,7 +198,8 @@ class ServerSession:
     # -- document events (Bokeh calls these through on_change_dispatch_to) --
 
     def _document_patched(self, event: Any) -> None:
-        own_echo = self._patch_origin if event.setter is self else None
+        self._dirty = True
+        own_echo = self._push_origin or (self._patch_origin if event.setter is self else None)
         targets = [c for c in self._connections if c is not own_echo]
         if not targets:
             return
@@ -153,6 +217,11 @@ class ServerSession:
 
     def destroy(self) -> None:
         """Stop callbacks and release the document; call with the lock held."""
+        if self._dirty and self.published:
+            try:
+                self.save()
+            except Exception:
+                log.failure("could not store published document {name} of app {app}", name=self.id, app=self.app_name)
         self.destroyed = True
         self._callbacks.remove_all()
         self.document.destroy(self)

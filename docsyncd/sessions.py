@@ -5,11 +5,16 @@ websocket opened with a fresh token both come here, and concurrent requests
 for one id wait for a single document build.  The app's lifecycle hooks run
 here too, in bokeh serve's order.
 
+A session id that names a published document (one in the store) gets that
+document back instead of a new one from the app's code: published documents
+outlive their sessions and the daemon.
+
 Tests: tests/test_sessions.py
 """
 
 from __future__ import annotations
 
+import json
 import weakref
 from typing import Any
 
@@ -22,7 +27,9 @@ from . import logs
 from .apps import LoadedApp, document_build_errors
 from .callbacks import call_user
 from .contexts import AppServerContext, AppSessionContext, RequestContext
+from .metrics import REGISTRY
 from .session import ServerSession
+from .store import IDocumentStore, MemoryStore, Published, is_name
 
 log = Logger(observer=logs.observer)
 
@@ -34,8 +41,10 @@ class DocumentBuildError(Exception):
 class SessionManager:
     """Creates, finds and discards the sessions of one app."""
 
-    def __init__(self, app: LoadedApp, clock: IReactorTime, reactor: Any = None):
+    def __init__(self, app: LoadedApp, clock: IReactorTime, reactor: Any = None,
+                 store: IDocumentStore | None = None):
         self.app = app
+        self.store = store if store is not None else MemoryStore()
         self.application = app.application
         self.server_context = AppServerContext(self)
         self._clock = clock
@@ -47,6 +56,11 @@ class SessionManager:
     @property
     def sessions(self) -> list[ServerSession]:
         return list(self._sessions.values())
+
+    @property
+    def building(self) -> int:
+        """How many sessions are being built (counted by --max-sessions: limits.py)."""
+        return len(self._waiting)
 
     def get(self, session_id: str) -> ServerSession | None:
         return self._sessions.get(session_id)
@@ -115,25 +129,48 @@ class SessionManager:
         doc = Document()
         context = AppSessionContext(session_id, self.server_context, doc, request, token)
         doc._session_context = weakref.ref(context)
+        stored = self.store.load(self.app.name, session_id) if is_name(session_id) else None
         try:
             await self._run_session_hooks("on_session_created", context)
-            self.application.initialize_document(doc)
+            if stored is not None:
+                doc.replace_with_json(json.loads(stored))  # published: the stored document, not the app's code
+            else:
+                self.application.initialize_document(doc)
         except Exception as e:
             await self._run_session_hooks("on_session_destroyed", context)
             raise DocumentBuildError(f"{type(e).__name__}: {e}") from e
-        errors = document_build_errors(self.application)
+        errors = [] if stored is not None else document_build_errors(self.application)
         if errors:
             await self._run_session_hooks("on_session_destroyed", context)
             raise DocumentBuildError("; ".join(errors))
-        session = ServerSession(session_id, doc, token, self._clock, self._reactor)
+        session = ServerSession(session_id, doc, token, self._clock, self._reactor,
+                                store=self.store, app_name=self.app.name, published=stored is not None)
         context.attach(session)
         self._sessions[session_id] = session
         self._contexts[session_id] = context
+        REGISTRY.count("docsync_sessions_created_total", app=self.app.name)
+        REGISTRY.observe_build(self.app.name, self._clock.seconds() - started)
         log.info(
-            "session {sid} created for app {app} in {ms:.1f} ms",
+            "session {sid} {how} for app {app} in {ms:.1f} ms", how="restored from the store" if stored else "created",
             sid=session_id, app=self.app.name, ms=(self._clock.seconds() - started) * 1000,
         )
         return session
+
+    # -- published documents -------------------------------------------------
+
+    def published(self) -> list[Published]:
+        """The documents published under this app, by name."""
+        return self.store.list(self.app.name)
+
+    def unpublish(self, name: str) -> bool:
+        """Delete a published document; a live session on it carries on, unpublished."""
+        session = self._sessions.get(name)
+        if session is not None:
+            session.published = False
+        found = self.store.delete(self.app.name, name)
+        if found:
+            log.info("published document {name} of app {app} deleted", name=name, app=self.app.name)
+        return found
 
     async def _run_session_hooks(self, hook: str, context: AppSessionContext) -> None:
         """Run every handler's session hook; a failing hook is logged, as under bokeh serve."""
@@ -175,4 +212,5 @@ class SessionManager:
         self._sessions.pop(session.id, None)
         context = self._contexts.pop(session.id)
         await self._run_session_hooks("on_session_destroyed", context)
+        REGISTRY.count("docsync_sessions_destroyed_total", app=self.app.name)
         log.info("session {sid} of app {app} discarded", sid=session.id, app=self.app.name)

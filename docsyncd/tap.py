@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from . import logs
+from .guard_options import GuardOptions
 
 log = Logger(observer=logs.observer)
 
@@ -30,8 +31,11 @@ def _escape_endpoint(value: str) -> str:
     return value.replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
 
 
-class Options(usage.Options):
-    synopsis = "[options] --app PATH [--app PATH ...] [--args ARG ...]"
+class Options(GuardOptions, usage.Options):  # proxy, access and limit options: guard_options.py
+    synopsis = "[options] [--app PATH ...] [--args ARG ...]"
+    #: Whether at least one --app is required; without one, twistd docsync serves
+    #: the empty app at / (as bokeh serve without files), for clients to push to.
+    require_app = False
     longdesc = (
         "Serve Bokeh applications (a .py module or a directory with main.py), "
         "each at /<name>, keeping every session's document in sync with BokehJS "
@@ -46,10 +50,17 @@ class Options(usage.Options):
         ["check-unused-sessions", None, 17000, "How often to look for unused sessions, in ms.", int],
         ["unused-session-lifetime", None, 15000, "How long a session without connections lives, in ms.", int],
         ["session-token-expiration", None, 300, "Seconds a page's session token may wait before its websocket opens.", int],
-        ["session-ids", None, "unsigned", "unsigned, or signed with DOCSYNC_SECRET_KEY (BOKEH_SECRET_KEY also read)."],
+        ["session-ids", None, "unsigned", "unsigned; signed with DOCSYNC_SECRET_KEY (BOKEH_SECRET_KEY also read); or "
+                                          "external-signed: signed, and only ids made elsewhere are accepted."],
         ["websocket-max-message-size", None, 20 * 1024 * 1024, "Largest websocket message accepted, in bytes.", int],
         ["log-level", None, "info", f"One of {', '.join(logs.LEVELS)}."],
-        ["index", None, None, "Jinja2 template for the index page (variables: prefix, items)."],
+        ["log-format", None, "text", "text, or json: one JSON object per line, for log shippers."],
+        ["stats-log-frequency", None, 15000, "Milliseconds between log lines counting sessions and connections (0: none).", int],
+        ["index", None, None, "Jinja2 template for the index page (variables: prefix, items, published)."],
+        ["store", None, None, "Where published documents are kept: an SQLite file (default: docsync-store.sqlite "
+                              "in the working directory, created on the first publish), or 'memory' (lost on exit)."],
+        ["workers", None, None, "Run N worker processes behind the same listeners, each session in one of them "
+                                "(0: one per core); implies --lazy-documents. See docsyncd/workers.py.", int],
     ]
     optFlags = [
         ["disable-index", None, "Answer 404 at / instead of listing the apps."],
@@ -57,6 +68,8 @@ class Options(usage.Options):
                       "and the open pages (development only)."],
         ["show", None, "Open each app in a web browser once the server listens."],
         ["args", None, "Every argument after this one becomes the apps' sys.argv[1:]."],
+        ["lazy-documents", None, "Build a session's document when its websocket opens, not at the page GET "
+                                 "(apps with their own template stay eager): docsyncd/lazy.py."],
     ]
 
     def __init__(self) -> None:
@@ -81,6 +94,7 @@ class Options(usage.Options):
     def parseOptions(self, options: list[str] | None = None) -> None:
         """Everything after ``--args`` is the apps' argv, even when it looks like an option."""
         options = list(sys.argv[1:] if options is None else options)
+        self["argv"] = list(options)  # as given: --workers starts its workers with them (workers.py)
         if "--args" in options:
             at = options.index("--args")
             self["app-argv"] = options[at + 1:]
@@ -92,8 +106,10 @@ class Options(usage.Options):
             raise usage.UsageError(f"unexpected argument {argv[0]!r}; apps are given with --app, their arguments after --args")
 
     def postOptions(self) -> None:
-        if not self["apps"]:
+        if not self["apps"] and self.require_app:
             raise usage.UsageError("give at least one app with --app PATH (a .py module or a directory with main.py)")
+        if self["store"] not in (None, "memory"):
+            self["store"] = os.path.abspath(os.path.expanduser(self["store"]))  # before twistd changes directory
         for name in ("keep-alive",):
             if self[name] < 0:
                 raise usage.UsageError(f"--{name} must be 0 (off) or a positive number of milliseconds")
@@ -103,11 +119,18 @@ class Options(usage.Options):
                 raise usage.UsageError(f"--{name} must be a positive number")
         if self["log-level"] not in logs.LEVELS:
             raise usage.UsageError(f"--log-level must be one of {', '.join(logs.LEVELS)}")
-        if self["session-ids"] not in ("unsigned", "signed"):
-            raise usage.UsageError("--session-ids must be unsigned or signed")
+        if self["log-format"] not in ("text", "json"):
+            raise usage.UsageError("--log-format must be text or json")
+        if self["stats-log-frequency"] < 0:
+            raise usage.UsageError("--stats-log-frequency must be 0 (off) or a positive number of milliseconds")
+        if self["log-format"] == "json" and getattr(self, "parent", None) is not None:
+            # twistd builds its log observer from its own options after ours are parsed.
+            self.parent["logger"] = "docsyncd.logs.json_observer"
+        if self["session-ids"] not in ("unsigned", "signed", "external-signed"):
+            raise usage.UsageError("--session-ids must be unsigned, signed or external-signed")
         self["secret-key"] = os.environ.get("DOCSYNC_SECRET_KEY") or os.environ.get("BOKEH_SECRET_KEY")
-        if self["session-ids"] == "signed" and not self["secret-key"]:
-            raise usage.UsageError("--session-ids signed needs a secret key in DOCSYNC_SECRET_KEY (make one with `docsync secret`)")
+        if self["session-ids"] != "unsigned" and not self["secret-key"]:
+            raise usage.UsageError(f"--session-ids {self['session-ids']} needs a secret key in DOCSYNC_SECRET_KEY (make one with `docsync secret`)")
         self["prefix"] = "/" + self["prefix"].strip("/") if self["prefix"].strip("/") else ""
         if not self["listen"]:
             endpoint = f"tcp:{self['port']}"
@@ -118,10 +141,18 @@ class Options(usage.Options):
             raise usage.UsageError(f"--index {self['index']}: no such file")
         if self["show"] and all(e.startswith("unix:") for e in self["listen"]):
             raise usage.UsageError("--show needs a TCP or TLS listener to open in a browser, not only unix: sockets")
+        self.check_guard_options()
+        from .workers import check_worker_options  # --workers: workers.py
+
+        check_worker_options(self)
 
 
 def make_service(options: Options, reactor: Any) -> service.MultiService:
     """The daemon's service tree for ``options``, listening through ``reactor``."""
+    if options.get("workers") is not None:  # a parent routing to worker processes: workers.py
+        from .workers import make_supervisor_service
+
+        return make_supervisor_service(options, reactor)
     from .apps import AppLoadError, load_app
     from .server import build_site
 
@@ -135,7 +166,13 @@ def make_service(options: Options, reactor: Any) -> service.MultiService:
     if duplicates:
         raise SystemExit(f"docsync: two apps would be served at /{duplicates[0]}; rename one of them")
 
-    site, apps_service = build_site(apps, options, reactor)
+    from .guard import GuardError
+    from .store import StoreError
+
+    try:
+        site, apps_service = build_site(apps, options, reactor)
+    except (StoreError, GuardError) as e:
+        raise SystemExit(f"docsync: {e}")
     top = service.MultiService()
     apps_service.setServiceParent(top)
     for endpoint in options["listen"]:
@@ -147,7 +184,7 @@ def make_service(options: Options, reactor: Any) -> service.MultiService:
     if options.get("show"):
         from .urls import BrowserOpener
 
-        BrowserOpener(top, options["prefix"], names, reactor).setServiceParent(top)
+        BrowserOpener(top, options["prefix"], names or [""], reactor).setServiceParent(top)  # [""]: the empty app at /
     return top
 
 

@@ -34,6 +34,7 @@ from twisted.web.util import Redirect
 
 from . import logs
 from .contexts import RequestContext
+from .files import ContainedFile
 from .protocol import SyncFactory
 from .sessions import DocumentBuildError, SessionManager
 
@@ -52,6 +53,10 @@ class SessionSettings:
         self.signed = signed
         self.token_expiration = token_expiration
         self.generate_ids = generate_ids
+        #: Which headers and cookies go into tokens (``guard.RequestFilter``); None keeps all.
+        self.request_filter: Callable[[dict, dict], tuple[dict, dict]] | None = None
+        #: Which new session ids this process may mint (a ``--workers`` worker: those it owns); None: any.
+        self.owns: Callable[[str], bool] | None = None
 
 
 class HTTPRefusal(Exception):
@@ -79,7 +84,8 @@ def request_facts(request: server.Request) -> dict[str, str]:
     )
 
 
-def _token_payload(request: server.Request, process_request: Callable[[Any], dict]) -> dict[str, Any]:
+def _token_payload(request: server.Request, process_request: Callable[[Any], dict],
+                   settings_: SessionSettings | None = None) -> dict[str, Any]:
     """Headers, cookies and arguments of the page GET, carried in the token to the websocket side."""
     headers = {_text(k): _text(v[-1]) for k, v in request.requestHeaders.getAllRawHeaders()}
     cookies = {_text(k): _text(v) for k, v in request.received_cookies.items()}
@@ -88,6 +94,8 @@ def _token_payload(request: server.Request, process_request: Callable[[Any], dic
     arguments = {_text(k): list(v) for k, v in request.args.items()}
     payload: dict[str, Any] = {"headers": headers, "cookies": cookies, "arguments": arguments}
     payload.update(process_request(RequestContext(**payload, **request_facts(request))))
+    if settings_ is not None and settings_.request_filter is not None:  # --include/--exclude-headers/-cookies
+        payload["headers"], payload["cookies"] = settings_.request_filter(payload["headers"], payload["cookies"])
     return payload
 
 
@@ -111,12 +119,14 @@ def session_token_for(request: server.Request, manager: SessionManager, settings
             if not settings_.generate_ids:
                 raise HTTPRefusal(http.FORBIDDEN, "no bokeh-session-id given, and this server does not generate them")
             session_id = generate_session_id(secret_key=settings_.secret_key, signed=settings_.signed)
+            while settings_.owns is not None and not settings_.owns(session_id):  # --workers: routing.py
+                session_id = generate_session_id(secret_key=settings_.secret_key, signed=settings_.signed)
         token = generate_jwt_token(
             session_id,
             secret_key=settings_.secret_key,
             signed=settings_.signed,
             expiration=settings_.token_expiration,
-            extra_payload=_token_payload(request, manager.application.process_request),
+            extra_payload=_token_payload(request, manager.application.process_request, settings_),
         )
     try:
         valid = bool(get_session_id(token)) and check_token_signature(
@@ -152,7 +162,7 @@ class StaticFiles:
         return CachedFile(self.directory)
 
 
-class CachedFile(static.File):
+class CachedFile(ContainedFile):
     """A static directory whose answers may be cached for a year (URLs carry a content hash)."""
 
     def render(self, request: server.Request) -> Any:
@@ -223,7 +233,7 @@ class AppResource(resource.Resource):
         self.putChild(b"autoload.js", AutoloadJs(self))
         self.putChild(b"metadata", Metadata(self))
         if manager.app.static_path:
-            self.putChild(b"static", static.File(manager.app.static_path))
+            self.putChild(b"static", ContainedFile(manager.app.static_path))  # no escape by symlink: files.py
 
     def getChild(self, name: bytes, request: server.Request) -> resource.Resource:
         if name == b"":
@@ -313,24 +323,32 @@ class Metadata(resource.Resource):
 
 
 class Index(resource.Resource):
-    """``/``: a list of the apps, or a redirect when there is only one."""
+    """``/``: a list of the apps and of the published documents, or a redirect
+    when there is only one app and nothing is published.
+
+    ``published`` returns the published documents' listing entries
+    (``docsyncd.published.entries``); templates see them as ``published``.
+    """
 
     isLeaf = True
 
-    def __init__(self, prefix: str, app_urls: list[str], template: str | None = None, redirect: bool = True):
+    def __init__(self, prefix: str, app_urls: list[str], template: str | None = None, redirect: bool = True,
+                 published: Callable[[], list[dict[str, Any]]] | None = None):
         super().__init__()
         self.prefix = prefix
         self.app_urls = sorted(app_urls)
         self.redirect = redirect and template is None and len(app_urls) == 1
+        self.published = published or list
         directory, name = os.path.split(template) if template else (TEMPLATES, "index.html")
         env = Environment(loader=FileSystemLoader(directory or "."), autoescape=select_autoescape())
         self.template = env.get_template(name)
 
     def render_GET(self, request: server.Request) -> bytes:
-        if self.redirect:
+        published = self.published()
+        if self.redirect and not published:
             return Redirect((self.prefix + self.app_urls[0]).encode()).render(request)
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
-        return self.template.render(prefix=self.prefix, items=self.app_urls).encode("utf-8")
+        return self.template.render(prefix=self.prefix, items=self.app_urls, published=published).encode("utf-8")
 
 
 class Root(resource.Resource):

@@ -31,17 +31,53 @@ class Frame:
     is_binary: bool
 
 
-def encode(message: Any) -> list[Frame]:
+class EncodedMessage(list):
+    """The frames of one message, in order, with its type and size for counting."""
+
+    msgtype: str
+    nbytes: int
+
+
+def encode(message: Any) -> EncodedMessage:
     """The frames that carry ``message``, in order."""
-    frames = [
+    frames = EncodedMessage([
         Frame(message.header_json.encode("utf-8"), False),
         Frame(message.metadata_json.encode("utf-8"), False),
         Frame(message.content_json.encode("utf-8"), False),
-    ]
+    ])
     for buffer in message.buffers:
         frames.append(Frame(json.dumps(buffer.ref).encode("utf-8"), False))
         frames.append(Frame(buffer.to_bytes(), True))
+    frames.msgtype = message.msgtype
+    frames.nbytes = sum(len(f.payload) for f in frames)
     return frames
+
+
+def complete_column_data(message: Any, document: Any) -> None:
+    """Give an incoming PATCH-DOC's partial ``ColumnDataChanged`` events their other columns.
+
+    ``source.data["y"] = ...`` in Python sends only the changed columns (with
+    ``cols``).  BokehJS merges them into the source's data, but Bokeh's Python
+    side replaces the whole ``data`` with them, dropping every other column.
+    Adding the document's current values of the other columns makes a Python
+    peer apply the event as BokehJS does.  Changes ``message`` in place.
+    """
+    from bokeh.core.serialization import Serializer
+
+    content = message.content if isinstance(message.content, dict) else {}
+    for event in content.get("events") or []:
+        if not isinstance(event, dict) or event.get("kind") != "ColumnDataChanged" or event.get("cols") is None:
+            continue
+        ref = event.get("model")
+        model = document.get_model_by_id(ref.get("id")) if isinstance(ref, dict) else None
+        current = getattr(model, str(event.get("attr")), None) if model is not None else None
+        data = event.get("data")
+        if not isinstance(current, dict) or not isinstance(data, dict) or data.get("type") != "map":
+            continue
+        present = {entry[0] for entry in data.get("entries", [])}
+        missing = {k: v for k, v in current.items() if k not in present}
+        if missing:
+            data["entries"] = list(data.get("entries", [])) + list(Serializer(deferred=False).encode(missing)["entries"])
 
 
 class MessageAssembler:

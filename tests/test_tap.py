@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import txaio
 from twisted.application import service
@@ -91,8 +93,21 @@ class OptionsTests(SynchronousTestCase):
         self.assert_usage_error(["--app", "a.py", "b.py"], "unexpected argument 'b.py'", "--args")
 
     def test_no_app(self):
-        """Without --app, parsing fails saying what an app is."""
-        self.assert_usage_error([], "give at least one app with --app PATH")
+        """Without --app, parsing succeeds (the empty app is served at /), unless the command requires an app."""
+        self.assertEqual(parse()["apps"], [])
+
+        class RequiringOptions(tap.Options):
+            require_app = True
+
+        with self.assertRaises(usage.UsageError) as raised:
+            RequiringOptions().parseOptions([])
+        self.assertIn("give at least one app with --app PATH", str(raised.exception))
+
+    def test_store(self):
+        """--store takes 'memory' as it is and makes a file path absolute; without it the default is used later."""
+        self.assertIsNone(parse()["store"])
+        self.assertEqual(parse("--store", "memory")["store"], "memory")
+        self.assertEqual(parse("--store", "docs.sqlite")["store"], os.path.abspath("docs.sqlite"))
 
     def test_bad_numbers(self):
         """Negative keep-alive and non-positive intervals, lifetimes and sizes are refused."""
@@ -112,9 +127,10 @@ class OptionsTests(SynchronousTestCase):
         self.assert_usage_error(["--app", "a.py", "--log-level", "loud"], "--log-level must be one of")
 
     def test_session_ids(self):
-        """--session-ids is unsigned or signed; signed needs a secret key in the environment."""
-        self.assert_usage_error(["--app", "a.py", "--session-ids", "external"], "unsigned or signed")
+        """--session-ids is unsigned, signed or external-signed; the signed kinds need a secret key in the environment."""
+        self.assert_usage_error(["--app", "a.py", "--session-ids", "external"], "unsigned, signed or external-signed")
         self.assert_usage_error(["--app", "a.py", "--session-ids", "signed"], "DOCSYNC_SECRET_KEY")
+        self.assert_usage_error(["--app", "a.py", "--session-ids", "external-signed"], "DOCSYNC_SECRET_KEY")
         self.monkeypatch.setenv("BOKEH_SECRET_KEY", "from-bokeh")
         self.assertEqual(parse("--app", "a.py", "--session-ids", "signed")["secret-key"], "from-bokeh")
         self.monkeypatch.setenv("DOCSYNC_SECRET_KEY", "from-docsync")

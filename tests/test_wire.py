@@ -96,3 +96,26 @@ class AssemblerTests(SynchronousTestCase):
         assembler.feed(b"{}", False)
         with self.assertRaises(wire.WIRE_ERRORS):
             assembler.feed(b"{}", False)
+
+
+class CompleteColumnDataTests(SynchronousTestCase):
+    def test_partial_column_data_keeps_other_columns(self):
+        """A PATCH-DOC carrying only column y (``data["y"] = ...``) applied in Python keeps column x and its values."""
+        sender = Document()
+        sender.add_root(ColumnDataSource(data={"x": np.arange(3.0), "y": [1, 2, 3], "z": ["a", "b", "c"]}, name="s"))
+        receiver = Document.from_json(sender.to_json(deferred=False))
+        events = []
+        sender.on_change(events.append)
+        sender.get_model_by_name("s").data["y"] = [7, 8, 9]
+        assembler = wire.MessageAssembler()
+        (message,) = [m for f in wire.encode(wire.PROTOCOL.create("PATCH-DOC", events))
+                      if (m := assembler.feed(f.payload, f.is_binary)) is not None]
+        self.assertEqual(message.content["events"][0]["cols"], ["y"])
+
+        wire.complete_column_data(message, receiver)
+        message.apply_to_document(receiver)
+        data = receiver.get_model_by_name("s").data
+        self.assertEqual(sorted(data), ["x", "y", "z"])
+        self.assertEqual(list(data["x"]), [0.0, 1.0, 2.0])
+        self.assertEqual(list(data["y"]), [7, 8, 9])
+        self.assertEqual(list(data["z"]), ["a", "b", "c"])

@@ -248,7 +248,11 @@ class InMemoryServer:
         _producer_helpers.cooperate = Cooperator(scheduler=lambda f: self.clock.callLater(0, f)).cooperate
         options = tap.Options()
         argv = [a for path in self.app_paths for a in ("--app", path)]
-        options.parseOptions(argv + self.args)
+        # Published documents in memory unless a test names a store: never a file in the working directory.
+        store = [] if "--store" in self.args else ["--store", "memory"]
+        # No stats log timer unless a test asks for one: tests count the clock's delayed calls.
+        stats = [] if "--stats-log-frequency" in self.args else ["--stats-log-frequency", "0"]
+        options.parseOptions(argv + store + stats + self.args)
         self.options = options
         self.apps = [apps.load_app(p) for p in self.app_paths]
         self.site, self.service = build_site(self.apps, options, self.clock)

@@ -69,16 +69,17 @@ def render_site(nginx_port: int, upstream_ports: tuple[int, int], static_dir: st
 
 @pytest.fixture
 def nginx(tmp_path):
-    """Factory: ``nginx(port, upstream_ports)`` runs nginx with the rendered site; stopped at teardown."""
+    """Factory: ``nginx(port, upstream_ports[, edit])`` runs nginx with the rendered site (``edit``: a test's
+    change on top); stopped at teardown."""
     if not os.access(NGINX, os.X_OK):
         pytest.skip(f"{NGINX} is not installed (apt-get install nginx)")
     procs: list[subprocess.Popen] = []
 
-    def _start(port: int, upstream_ports: tuple[int, int]) -> Path:
+    def _start(port: int, upstream_ports: tuple[int, int], edit=lambda text: text) -> Path:
         run = tmp_path / "nginx"
         run.mkdir()
         site = run / "docsyncd.conf"
-        site.write_text(render_site(port, upstream_ports, str(settings.bokehjs_path())), encoding="utf-8")
+        site.write_text(edit(render_site(port, upstream_ports, str(settings.bokehjs_path()))), encoding="utf-8")
         # As root, nginx's workers would run as "nobody", which may not read a
         # bokeh installed under /root: keep them as the invoking user.
         user = f"user {pwd.getpwuid(os.geteuid()).pw_name};" if os.geteuid() == 0 else ""
@@ -168,3 +169,55 @@ def _token_from_page(html: str) -> str:
     match = re.search(r'"token"\s*:\s*"([^"]+)"', html)
     assert match, "no session token in the app page"
     return match.group(1)
+
+
+#: Shows the request its session was made from.
+FACTS_APP = """
+from bokeh.io import curdoc
+from bokeh.models import Div
+
+request = curdoc().session_context.request
+curdoc().add_root(Div(name="facts", text="|".join([request.remote_ip, request.protocol, request.host])))
+"""
+
+
+def test_nginx_with_use_xheaders(spawn, nginx, page, tmp_path):
+    """Behind the shipped site, --use-xheaders gives apps, the access log and the origin check the browser's view (address, scheme, host), and --allow-host refuses other hosts."""
+    nginx_port, *upstream = _distinct_ports(3)
+    app = tmp_path / "facts.py"
+    app.write_text(FACTS_APP)
+    daemons = []
+    for port in upstream:
+        cmd = [*TWISTD_CMD, "-n", "--pidfile=", "docsync", "--port", str(port), "--address", "127.0.0.1",
+               "--app", str(app), "--use-xheaders", "--allow-host", f"localhost:{nginx_port}",
+               "--allow-host", f"127.0.0.1:{port}"]
+        daemons.append(spawn(cmd, lambda port=port: http_ok(f"http://127.0.0.1:{port}/facts/metadata"), port=port))
+    # nginx reaches docsyncd from 127.0.0.3, so the TCP peer differs from the browser's address (127.0.0.1).
+    nginx(nginx_port, tuple(upstream),
+          edit=lambda text: text.replace("proxy_pass http://docsyncd;", "proxy_pass http://docsyncd;\n        proxy_bind 127.0.0.3;"))
+
+    page.open(f"http://localhost:{nginx_port}/facts")
+    assert page.get("facts", "text") == f"127.0.0.1|http|localhost:{nginx_port}"
+    logs = "\n".join(d.log_text() for d in daemons)
+    assert '"127.0.0.1" - - ' in logs and '"GET /facts HTTP/1.1"' in logs, logs
+    assert '"127.0.0.3"' not in logs, "the access log names nginx instead of the browser"
+    assert "refused" not in logs, logs
+
+    # What a client sends in X-Forwarded-For is not believed: nginx appends the address it saw.
+    import http.client
+
+    conn = http.client.HTTPConnection("localhost", nginx_port, timeout=10)
+    conn.request("GET", "/facts/metadata", headers={"X-Forwarded-For": "6.6.6.6", "X-Real-IP": "6.6.6.6"})
+    assert conn.getresponse().status == 200
+    conn.close()
+    assert "6.6.6.6" not in "\n".join(d.log_text() for d in daemons)
+
+    # A Host --allow-host does not list is refused, straight or through nginx.
+    conn = http.client.HTTPConnection("127.0.0.1", upstream[0], timeout=10)
+    conn.request("GET", "/facts/metadata", headers={"Host": "evil.example"})
+    assert conn.getresponse().status == 403
+    conn.close()
+    conn = http.client.HTTPConnection("127.0.0.1", nginx_port, timeout=10)
+    conn.request("GET", "/facts/metadata", headers={"Host": "evil.example"})
+    assert conn.getresponse().status == 403
+    conn.close()

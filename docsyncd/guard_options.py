@@ -1,0 +1,104 @@
+"""The options for running behind a proxy, access control and limits (a mixin of ``tap.Options``).
+
+Kept out of ``tap.py`` so that module stays about the service tree; the
+behaviour is in ``proxy.py``, ``auth.py``, ``limits.py`` and ``guard.py``.
+Names follow ``bokeh serve`` where it has the option.
+
+Tests: tests/test_guard.py (OptionsTests)
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.python import usage
+
+MIB = 1024 * 1024
+
+
+def _names(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+class GuardOptions:
+    """``usage.Options`` mixin: ``--use-xheaders``, ``--allow-host``, auth, request and session limits."""
+
+    optParameters = [
+        ["auth-module", None, None, "A Python file with Bokeh's auth hooks (get_user or get_user_async, login_url "
+                                    "or get_login_url, optional logout_url; LoginHandler and LogoutHandler as "
+                                    "twisted.web Resource classes)."],
+        ["cookie-secret", None, None, "Key for signed cookies (get_secure_cookie, set_secure_cookie); default: "
+                                      "DOCSYNC_COOKIE_SECRET or BOKEH_COOKIE_SECRET."],
+        ["max-sessions", None, 0, "Most live sessions, over all apps; a request for a new one beyond it gets 503 "
+                                  "with Retry-After (0: no limit).", int],
+        ["max-session-rate", None, 0, "Most new sessions per client address per second; faster gets 503 with "
+                                      "Retry-After (0: no limit).", float],
+        ["max-request-line", None, 16384, "Longest HTTP request line in bytes (longer: 414).", int],
+        ["max-header-size", None, 16384, "Most bytes of HTTP request headers (more: 431).", int],
+        ["max-headers", None, 500, "Most HTTP request headers (more: 431).", int],
+        ["max-body-size", None, 10 * MIB, "Largest HTTP request body in bytes (larger: 413).", int],
+        ["handshake-timeout", None, 10000, "ms a client may take to send a whole request (line, headers, body), "
+                                           "from connecting or from the request's first byte (websocket opening "
+                                           "handshakes included); slower gets 408 and is disconnected (0: no "
+                                           "limit).", int],
+        ["websocket-max-send-buffer", None, 64 * MIB, "Bytes that may queue for a websocket client that stopped "
+                                                      "reading; beyond, close 1008 'client too slow'.", int],
+    ]
+    optFlags = [
+        ["use-xheaders", None, "Take the client's address, scheme and host from X-Real-IP / X-Forwarded-For, "
+                               "X-Forwarded-Proto and X-Forwarded-Host (only behind a proxy that sets them)."],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["allow-host"] = []
+        for name in ("include-headers", "exclude-headers", "include-cookies", "exclude-cookies"):
+            self[name] = None
+
+    def opt_allow_host(self, host: str) -> None:
+        """A host[:port] the Host header may name; other requests get 403 (repeatable, * wildcards;
+        bokeh serve once called this option 'host'). Default: any host."""
+        self["allow-host"].append(host)
+
+    def _add_names(self, option: str, value: str) -> None:
+        self[option] = (self[option] or []) + _names(value)
+
+    def opt_include_headers(self, names: str) -> None:
+        """Only these request headers go into the session token (comma-separated, repeatable)."""
+        self._add_names("include-headers", names)
+
+    def opt_exclude_headers(self, names: str) -> None:
+        """These request headers stay out of the session token (comma-separated, repeatable)."""
+        self._add_names("exclude-headers", names)
+
+    def opt_include_cookies(self, names: str) -> None:
+        """Only these cookies go into the session token (comma-separated, repeatable)."""
+        self._add_names("include-cookies", names)
+
+    def opt_exclude_cookies(self, names: str) -> None:
+        """These cookies stay out of the session token (comma-separated, repeatable)."""
+        self._add_names("exclude-cookies", names)
+
+    def check_guard_options(self: Any) -> None:
+        """Called from ``postOptions``: refuse what cannot work, in one sentence; fill defaults from the environment."""
+        for kind in ("headers", "cookies"):
+            if self[f"include-{kind}"] is not None and self[f"exclude-{kind}"] is not None:
+                raise usage.UsageError(f"give --include-{kind} or --exclude-{kind}, not both")
+        for name in ("max-sessions", "max-session-rate", "handshake-timeout"):
+            if self[name] < 0:
+                raise usage.UsageError(f"--{name} must be 0 (no limit) or a positive number")
+        for name in ("max-request-line", "max-header-size", "max-headers", "max-body-size",
+                     "websocket-max-send-buffer"):
+            if self[name] <= 0:
+                raise usage.UsageError(f"--{name} must be a positive number")
+        for host in self["allow-host"]:
+            if not host.strip() or "/" in host:
+                raise usage.UsageError(f"--allow-host {host!r}: give a host name, optionally with :port")
+        if not self["cookie-secret"]:
+            self["cookie-secret"] = os.environ.get("DOCSYNC_COOKIE_SECRET") or os.environ.get("BOKEH_COOKIE_SECRET")
+        if self["auth-module"]:
+            path = os.path.abspath(os.path.expanduser(self["auth-module"]))  # before twistd changes directory
+            if not os.path.isfile(path):
+                raise usage.UsageError(f"--auth-module {self['auth-module']}: no such file")
+            self["auth-module"] = path

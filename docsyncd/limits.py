@@ -1,0 +1,384 @@
+"""Limits: each refusal has a clear answer and one log line.
+
+| limit | option | answer |
+| --- | --- | --- |
+| request line length | ``--max-request-line`` | 414, connection closed |
+| request header bytes / count | ``--max-header-size``, ``--max-headers`` | 431, connection closed |
+| request body bytes | ``--max-body-size`` | 413, connection closed |
+| time to send a whole request: line, headers, body (websocket handshakes too) | ``--handshake-timeout`` | 408, connection closed |
+| live sessions, all apps | ``--max-sessions`` | 503 with Retry-After, before any document is built |
+| new sessions per client address per second | ``--max-session-rate`` | 503 with Retry-After, before any document is built |
+| bytes queued for a websocket client that stopped reading | ``--websocket-max-send-buffer`` | close 1008 "client too slow" |
+| websocket message size | ``--websocket-max-message-size`` | close 1009 (Autobahn; ``protocol.SyncFactory``) |
+
+``LimitsChannelMixin`` goes on the HTTP channel (``guard.GuardedChannel``),
+``SessionAdmission`` is asked by ``guard.GuardedRequest`` before a resource
+that would create a session renders, and ``BackpressureMixin`` goes on the
+websocket protocol (``protocol.SyncProtocol``).
+
+Tests: tests/test_limits.py; against the real daemon in tests/e2e/test_deploy_security.py
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.web import http
+
+from . import logs
+
+log = Logger(observer=logs.observer)
+
+MIB = 1024 * 1024
+
+CLOSE_POLICY_VIOLATION = 1008
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """Sizes and times for one HTTP request, as ``--max-*`` and ``--handshake-timeout`` set them.
+
+    The defaults are Twisted's own (16 KiB for the request line and for the
+    headers, 500 headers), a body of 10 MiB (docsyncd takes no uploads) and
+    10 s to send the request's line and headers.
+    """
+
+    max_request_line: int = 16384
+    max_header_size: int = 16384
+    max_headers: int = 500
+    max_body_size: int = 10 * MIB
+    handshake_timeout: float = 10.0
+
+    @classmethod
+    def from_options(cls, options: Any) -> "RequestLimits":
+        return cls(
+            max_request_line=options["max-request-line"],
+            max_header_size=options["max-header-size"],
+            max_headers=options["max-headers"],
+            max_body_size=options["max-body-size"],
+            handshake_timeout=options["handshake-timeout"] / 1000.0,
+        )
+
+
+class LimitsChannelMixin:
+    """For an ``HTTPChannel``: enforce ``RequestLimits`` with a status code instead of a silent drop.
+
+    Twisted answers an over-long line by dropping the connection and too many
+    headers with a bare 400; here each gets its own status, a reason in the
+    body and a log line.  The handshake timer runs from the connection's
+    start (and from the first byte of each later request) until the whole
+    request (line, headers, body) is in, so a client that sends a request a
+    byte at a time (or nothing at all) is disconnected after
+    ``handshake_timeout`` seconds.  A websocket's opening handshake is such a
+    request.
+    """
+
+    #: Set by the site (``guard.guard_site``); the defaults otherwise.
+    request_limits = RequestLimits()
+
+    _refused = False
+    _header_timer = None
+    _awaiting_headers = True
+    _in_headers = False
+    _header_bytes = 0
+    _header_count = 0
+    _body_bytes = 0
+
+    def _limits(self) -> RequestLimits:
+        site = getattr(self, "site", None)
+        return getattr(site, "request_limits", None) or self.request_limits
+
+    def connectionMade(self) -> None:
+        limits = self._limits()
+        # Twisted's own checks stay as a backstop, above ours.
+        self.MAX_LENGTH = max(limits.max_request_line, limits.max_header_size) + 1
+        self.totalHeadersSize = limits.max_request_line + limits.max_header_size + 4
+        self.maxHeaders = limits.max_headers + 1
+        super().connectionMade()
+        self._start_header_timer()
+
+    # -- the handshake timer ---------------------------------------------------
+
+    def _start_header_timer(self) -> None:
+        timeout = self._limits().handshake_timeout
+        if timeout and self._header_timer is None:
+            self._header_timer = self.callLater(timeout, self._header_timeout)
+
+    def _stop_header_timer(self) -> None:
+        if self._header_timer is not None:
+            if self._header_timer.active():
+                self._header_timer.cancel()
+            self._header_timer = None
+
+    def _header_timeout(self) -> None:
+        self._header_timer = None
+        self._refuse(http.REQUEST_TIMEOUT, f"no complete request within {self._limits().handshake_timeout:g} s",
+                     "--handshake-timeout")
+
+    # -- input -------------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self._awaiting_headers and self._header_timer is None and not self._handlingRequest:
+            self._start_header_timer()
+        super().dataReceived(data)
+
+    def lineReceived(self, line: bytes) -> None:
+        if self._refused:
+            return
+        limits = self._limits()
+        if not self._in_headers:
+            if len(line) > limits.max_request_line:
+                return self._refuse(http.REQUEST_URI_TOO_LONG,
+                                    f"request line longer than {limits.max_request_line} bytes", "--max-request-line")
+            if line:  # an empty line before the request line is tolerated, as by Twisted
+                self._in_headers = True
+                self._header_bytes = self._header_count = 0
+        elif line:
+            self._header_bytes += len(line)
+            self._header_count += 1
+            if self._header_bytes > limits.max_header_size:
+                return self._refuse(431, f"request headers larger than {limits.max_header_size} bytes",
+                                    "--max-header-size")
+            if self._header_count > limits.max_headers:
+                return self._refuse(431, f"more than {limits.max_headers} request headers", "--max-headers")
+        return super().lineReceived(line)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        limits = self._limits()
+        if not self._in_headers:
+            self._refuse(http.REQUEST_URI_TOO_LONG, f"request line longer than {limits.max_request_line} bytes",
+                         "--max-request-line")
+        else:
+            self._refuse(431, f"request headers larger than {limits.max_header_size} bytes", "--max-header-size")
+
+    def headerReceived(self, line: bytes) -> bool:
+        ok = super().headerReceived(line)
+        limit = self._limits().max_body_size
+        if ok and self.length is not None and self.length > limit:
+            self._refuse(http.REQUEST_ENTITY_TOO_LARGE, f"request body of {self.length} bytes is larger than {limit}",
+                         "--max-body-size")
+            return False
+        return ok
+
+    def allHeadersReceived(self) -> None:
+        self._in_headers = False
+        self._body_bytes = 0
+        super().allHeadersReceived()
+
+    def allContentReceived(self) -> None:
+        self._stop_header_timer()
+        self._awaiting_headers = False
+        super().allContentReceived()
+
+    def rawDataReceived(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if not self._handlingRequest and self._transferDecoder is not None:  # a body, chunked or not
+            self._body_bytes += len(data)
+            limit = self._limits().max_body_size
+            if self._body_bytes > limit + 64 * 1024:  # room for chunk framing
+                return self._refuse(http.REQUEST_ENTITY_TOO_LARGE, f"request body larger than {limit} bytes",
+                                    "--max-body-size")
+        super().rawDataReceived(data)
+
+    def requestDone(self, request: Any) -> None:
+        super().requestDone(request)
+        self._awaiting_headers = True
+
+    def connectionLost(self, reason: Any) -> None:
+        self._stop_header_timer()
+        super().connectionLost(reason)
+
+    # -- the answer ----------------------------------------------------------------
+
+    def _refuse(self, code: int, reason: str, option: str) -> None:
+        """Answer ``code`` with ``reason``, log one line, and close the connection."""
+        if self._refused:
+            return
+        self._refused = True
+        self._stop_header_timer()
+        peer = self.transport.getPeer() if self.transport is not None else None
+        log.warn("refused request from {peer}: {reason} ({option}); answered {code}",
+                 peer=getattr(peer, "host", None) or str(peer), reason=reason, option=option, code=code)
+        body = f"{code} {_phrase(code)}: {reason}\n".encode("utf-8")
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
+            b"Connection: close\r\n\r\n%s" % (code, _phrase(code).encode("latin-1"), len(body), body)
+        )
+        self.loseConnection()
+        if self.abortTimeout is not None:  # a client that reads nothing does not keep the socket
+            self._abortingCall = self.callLater(self.abortTimeout, self.forceAbortClient)
+
+
+_PHRASES = {408: "Request Timeout", 413: "Content Too Large", 414: "URI Too Long",
+            431: "Request Header Fields Too Large"}
+
+
+def _phrase(code: int) -> str:
+    return _PHRASES.get(code) or http.RESPONSES.get(code, b"Error").decode("latin-1")
+
+
+# -- sessions --------------------------------------------------------------------
+
+
+class TokenBucket:
+    """``rate`` events per second on average, in bursts of at most ``max(1, rate)``."""
+
+    def __init__(self, rate: float, now: float):
+        self.rate = rate
+        self.capacity = max(1.0, rate)
+        self.tokens = self.capacity
+        self.stamp = now
+
+    def refill(self, now: float) -> None:
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+
+    def take(self, now: float) -> float:
+        """0 when an event may happen now (and counts it), else the seconds until one may."""
+        self.refill(now)
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
+@dataclass
+class Refusal:
+    """An HTTP answer in place of the resource: status, reason, extra headers."""
+
+    code: int
+    reason: str
+    headers: dict[bytes, bytes]
+    log_reason: str = ""
+
+
+class SessionAdmission:
+    """Whether a request may create a new session: ``--max-sessions`` and ``--max-session-rate``.
+
+    Asked before the resource that would build the document renders, so a
+    refused request costs no document.  ``live`` counts the sessions that
+    exist or are being built, over every app.
+    """
+
+    MAX_TRACKED = 10000  # client addresses remembered; idle ones are forgotten first
+
+    def __init__(self, clock: IReactorTime, live: Callable[[], int], max_sessions: int = 0,
+                 max_rate: float = 0, retry_after_full: float = 15.0):
+        self.clock = clock
+        self.live = live
+        self.max_sessions = max_sessions
+        self.max_rate = max_rate
+        self.retry_after_full = retry_after_full
+        self._buckets: dict[str, TokenBucket] = {}
+
+    @property
+    def active(self) -> bool:
+        return bool(self.max_sessions or self.max_rate)
+
+    def admit(self, address: str) -> Refusal | None:
+        """None if ``address`` may create a session now (counted), else the 503 to answer."""
+        if self.max_sessions:
+            live = self.live()
+            if live >= self.max_sessions:
+                return self._refusal(self.retry_after_full, f"{live} live sessions, the most this server holds "
+                                                            f"(--max-sessions {self.max_sessions})")
+        if self.max_rate:
+            now = self.clock.seconds()
+            bucket = self._buckets.get(address)
+            if bucket is None:
+                self._forget_idle(now)
+                bucket = self._buckets[address] = TokenBucket(self.max_rate, now)
+            wait = bucket.take(now)
+            if wait:
+                return self._refusal(wait, f"{address} opens sessions faster than {self.max_rate:g} per second "
+                                           f"(--max-session-rate)")
+        return None
+
+    def _forget_idle(self, now: float) -> None:
+        if len(self._buckets) < self.MAX_TRACKED:
+            return
+        for address, bucket in list(self._buckets.items()):
+            bucket.refill(now)
+            if bucket.tokens >= bucket.capacity:
+                del self._buckets[address]
+        while len(self._buckets) >= self.MAX_TRACKED:  # all busy: forget the oldest
+            del self._buckets[next(iter(self._buckets))]
+
+    @staticmethod
+    def _refusal(retry_after: float, reason: str) -> Refusal:
+        seconds = max(1, math.ceil(retry_after))
+        return Refusal(503, "The server is busy; try again later.", {b"retry-after": str(seconds).encode()},
+                       log_reason=reason)
+
+
+def live_sessions(managers: Iterable[Any]) -> int:
+    """Sessions that exist or are being built, over ``managers``."""
+    return sum(len(m.sessions) + getattr(m, "building", 0) for m in managers)
+
+
+# -- slow websocket clients --------------------------------------------------------
+
+
+class BackpressureMixin:
+    """For an Autobahn protocol: close a client that stopped reading before its backlog grows without bound.
+
+    The protocol registers itself as a streaming producer on its transport,
+    so Twisted calls ``pauseProducing`` when the transport's send buffer is
+    full and ``resumeProducing`` once it drained.  Patches keep coming from
+    the session meanwhile; the bytes written while paused are counted, and
+    past ``factory.max_send_buffer`` the connection is closed with 1008
+    ("client too slow") and one log line.  The close frame cannot reach a
+    client that reads nothing, so Autobahn's close handshake timeout then
+    aborts the connection, which frees the buffer.
+    """
+
+    producer_paused = False
+    queued_while_paused = 0
+    too_slow = False
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        # twisted.web's HTTPChannel registered itself before the upgrade; the websocket takes over.
+        try:
+            self.transport.unregisterProducer()
+        except (AttributeError, RuntimeError):  # none registered
+            pass
+        try:
+            self.transport.registerProducer(self, True)
+        except (AttributeError, RuntimeError):  # a transport that takes no producer
+            pass
+
+    def pauseProducing(self) -> None:
+        self.producer_paused = True
+
+    def resumeProducing(self) -> None:
+        self.producer_paused = False
+        self.queued_while_paused = 0
+
+    def stopProducing(self) -> None:
+        self.producer_paused = True
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        if self.producer_paused and not self.too_slow:
+            self.queued_while_paused += len(data)
+            limit = getattr(self.factory, "max_send_buffer", 0)
+            if limit and self.queued_while_paused > limit:
+                self._client_too_slow(limit)
+                return
+        super().sendData(data, sync, chopsize)
+
+    def _client_too_slow(self, limit: int) -> None:
+        self.too_slow = True
+        log.warn("closing websocket from {peer}: client too slow, more than {limit} bytes waiting for it "
+                 "(--websocket-max-send-buffer)", peer=self.peer, limit=limit)
+        if self.state == self.STATE_OPEN:
+            self.sendCloseFrame(code=CLOSE_POLICY_VIOLATION, reasonUtf8=b"client too slow")
+        else:
+            self.dropConnection(abort=True)

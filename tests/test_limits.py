@@ -1,0 +1,325 @@
+"""Tests for docsyncd.limits: request size limits, the handshake timeout, session admission, slow websocket clients."""
+
+from __future__ import annotations
+
+from autobahn.websocket.protocol import WebSocketProtocol
+from bokeh.util.token import get_session_id
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+
+from docsyncd.limits import BackpressureMixin, SessionAdmission, TokenBucket, live_sessions
+
+from guard_support import ServerTestCase, connect_from, parse_response, raw_upgrade, send, websocket
+from unit_support import SLIDER_APP, RawClient, _drain, make_token, write_app
+
+
+class LogCapture:
+    """Collects the text of docsyncd's log events while a test runs."""
+
+    def __init__(self, test):
+        self.events = []
+        globalLogPublisher.addObserver(self.events.append)
+        test.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def lines(self):
+        from twisted.logger import formatEvent
+
+        return [formatEvent(e) for e in self.events]
+
+    def matching(self, text):
+        return [line for line in self.lines() if text in line]
+
+
+class RequestLimitTests(ServerTestCase):
+    def setUp(self):
+        self.log = LogCapture(self)
+        self.server = self.start_server(write_app(self.tmp_path, "sliders", SLIDER_APP), args=[
+            "--max-request-line", "200", "--max-header-size", "300", "--max-headers", "5", "--max-body-size", "100"])
+
+    def raw(self, data: bytes):
+        client = RawClient()
+        pump = connect_from(self.server, client)
+        client.transport.write(data)
+        _drain(pump)
+        return parse_response(client.data), client
+
+    def test_long_request_line_414(self):
+        """A request line longer than --max-request-line gets 414, a reason, a log line, and the connection closes."""
+        response, client = self.raw(b"GET /" + b"a" * 300 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(response.status, 414)
+        self.assertIn(b"request line longer than 200 bytes", response.body)
+        self.assertTrue(client.transport.disconnecting or client.transport.disconnected)
+        self.assertEqual(len(self.log.matching("(--max-request-line); answered 414")), 1)
+
+    def test_endless_request_line_414(self):
+        """A request line that never ends (no newline) is refused as soon as it is too long."""
+        response, _ = self.raw(b"GET /" + b"a" * 1000)
+        self.assertEqual(response.status, 414)
+
+    def test_header_bytes_431(self):
+        """Request headers larger than --max-header-size get 431."""
+        response, _ = self.raw(b"GET /sliders HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 400 + b"\r\n\r\n")
+        self.assertEqual(response.status, 431)
+        self.assertIn(b"larger than 300 bytes", response.body)
+        self.assertEqual(len(self.log.matching("(--max-header-size); answered 431")), 1)
+
+    def test_header_count_431(self):
+        """More headers than --max-headers get 431."""
+        headers = b"".join(b"X-%d: 1\r\n" % n for n in range(8))
+        response, _ = self.raw(b"GET /sliders HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
+        self.assertEqual(response.status, 431)
+        self.assertIn(b"more than 5 request headers", response.body)
+
+    def test_body_413(self):
+        """A body longer than --max-body-size gets 413 from its Content-Length, before it is read."""
+        response, _ = self.raw(b"POST /sliders HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n")
+        self.assertEqual(response.status, 413)
+        self.assertEqual(len(self.log.matching("(--max-body-size); answered 413")), 1)
+
+    def test_chunked_body_413(self):
+        """A chunked body that grows past --max-body-size is cut off with 413."""
+        chunk = b"%x\r\n%s\r\n" % (30000, b"z" * 30000)
+        response, _ = self.raw(b"POST /sliders HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk * 4)
+        self.assertEqual(response.status, 413)
+
+    def test_within_limits(self):
+        """Requests within every limit are served as usual."""
+        self.assertEqual(send(self.server, "/sliders/metadata").status, 200)
+        self.assertEqual(send(self.server, "/sliders/metadata", method="POST", body=b"x" * 50).status, 405)
+
+
+class HandshakeTimeoutTests(ServerTestCase):
+    def setUp(self):
+        self.log = LogCapture(self)
+        self.server = self.start_server(write_app(self.tmp_path, "sliders", SLIDER_APP),
+                                        args=["--handshake-timeout", "2000"])
+
+    def test_silent_connection_408(self):
+        """A connection that sends nothing is answered 408 and closed after --handshake-timeout."""
+        client = RawClient()
+        pump = connect_from(self.server, client)
+        self.server.clock.advance(1.9)
+        _drain(pump)
+        self.assertEqual(client.data, b"")
+        self.server.clock.advance(0.2)
+        _drain(pump)
+        self.assertEqual(parse_response(client.data).status, 408)
+        self.assertEqual(len(self.log.matching("(--handshake-timeout); answered 408")), 1)
+
+    def test_slow_headers_408(self):
+        """Headers sent a little at a time, never finished in time, get 408 (a slowloris client)."""
+        client = RawClient()
+        pump = connect_from(self.server, client)
+        for part in [b"GET /sliders/ws HTTP/1.1\r\n", b"Host: localhost\r\n", b"Upgrade: websocket\r\n"]:
+            client.transport.write(part)
+            self.server.clock.advance(0.9)
+            _drain(pump)
+        self.assertEqual(parse_response(client.data).status, 408)
+
+    def test_slow_body_408(self):
+        """A body trickled in too slowly gets 408 as well (the timer runs until the whole request is in)."""
+        client = RawClient()
+        pump = connect_from(self.server, client)
+        client.transport.write(b"POST /sliders/metadata HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n")
+        for _ in range(3):
+            client.transport.write(b"x")
+            _drain(pump)
+            self.server.clock.advance(0.9)
+        _drain(pump)
+        self.assertEqual(parse_response(client.data).status, 408)
+
+    def test_timer_stops_with_the_headers(self):
+        """Once a request is in, the timer stops: a keep-alive connection may idle, and a websocket lives on."""
+        client, pump = websocket(self.server, "sliders", make_token())
+        self.assertTrue(client.opened)
+        self.server.clock.advance(60)
+        pump.flush()
+        self.assertFalse(client.closed)
+
+    def test_next_request_on_keep_alive(self):
+        """On a kept-alive connection the timer restarts with the first byte of the next request."""
+        client = RawClient()
+        pump = connect_from(self.server, client)
+        client.transport.write(b"GET /sliders/metadata HTTP/1.1\r\nHost: localhost:5006\r\n\r\n")
+        _drain(pump)
+        self.assertIn(b"200 OK", client.data)
+        self.server.clock.advance(30)  # idle between requests: not this timer's business
+        _drain(pump)
+        client.transport.write(b"GET /sliders/metadata HTTP/1.1\r\n")
+        _drain(pump)
+        self.server.clock.advance(2.1)
+        _drain(pump)
+        self.assertIn(b"408 Request Timeout", client.data)
+
+    def test_no_delayed_calls_left(self):
+        """A connection that closes leaves no handshake timer behind."""
+        send(self.server, "/sliders/metadata")
+        self.assertEqual([c for c in self.server.clock.getDelayedCalls() if "_header_timeout" in repr(c.func)], [])
+
+
+class AdmissionUnitTests(SynchronousTestCase):
+    def test_token_bucket(self):
+        """A bucket allows ``rate`` events per second in bursts of ``rate``, and says how long to wait."""
+        bucket = TokenBucket(2, now=0)
+        self.assertEqual([bucket.take(0), bucket.take(0)], [0, 0])
+        self.assertAlmostEqual(bucket.take(0), 0.5)
+        self.assertEqual(bucket.take(0.5), 0)
+
+    def test_forgets_idle_addresses(self):
+        """The rate limiter remembers a bounded number of client addresses."""
+        clock = Clock()
+        admission = SessionAdmission(clock, lambda: 0, max_rate=1)
+        admission.MAX_TRACKED = 3
+        for n in range(10):
+            clock.advance(5)
+            self.assertIsNone(admission.admit(f"10.0.0.{n}"))
+        self.assertLessEqual(len(admission._buckets), 3)
+
+    def test_live_sessions_counts_builds(self):
+        """Sessions being built count as live."""
+
+        class Manager:
+            sessions = [1, 2]
+            building = 3
+
+        self.assertEqual(live_sessions([Manager(), Manager()]), 10)
+
+
+class AdmissionTests(ServerTestCase):
+    def setUp(self):
+        self.log = LogCapture(self)
+
+    def test_max_sessions(self):
+        """Beyond --max-sessions a new session gets 503 with Retry-After and no document is built; joining a live one still works."""
+        server = self.start_server(write_app(self.tmp_path, "sliders", SLIDER_APP), args=["--max-sessions", "2"])
+        first = send(server, "/sliders")
+        self.assertEqual(send(server, "/sliders").status, 200)
+        refused = send(server, "/sliders")
+        self.assertEqual(refused.status, 503)
+        self.assertEqual(refused.headers["retry-after"], "32")  # unused-session-lifetime + check interval
+        self.assertEqual(len(server.managers["sliders"].sessions), 2)
+        self.assertEqual(len(self.log.matching("(--max-sessions 2); answered 503")), 1)
+        # A page or websocket for a live session is not a new session.
+        session_id = get_session_id(first.token())
+        self.assertEqual(send(server, f"/sliders?bokeh-session-id={session_id}").status, 200)
+        client, _ = websocket(server, "sliders", first.token())
+        self.assertTrue(client.opened)
+        # A websocket that would create a session is refused before the upgrade.
+        self.assertEqual(raw_upgrade(server, "sliders", make_token()).status, 503)
+        self.assertEqual(len(server.managers["sliders"].sessions), 2)
+
+    def test_max_session_rate(self):
+        """Beyond --max-session-rate new sessions per address get 503 with Retry-After; other addresses and later requests pass."""
+        server = self.start_server(write_app(self.tmp_path, "sliders", SLIDER_APP), args=["--max-session-rate", "2"])
+        statuses = [send(server, "/sliders", ip="10.0.0.1").status for _ in range(3)]
+        self.assertEqual(statuses, [200, 200, 503])
+        refused = send(server, "/sliders", ip="10.0.0.1")
+        self.assertEqual(refused.headers["retry-after"], "1")
+        self.assertEqual(send(server, "/sliders", ip="10.0.0.2").status, 200)
+        self.assertEqual(raw_upgrade(server, "sliders", make_token(), ip="10.0.0.1").status, 503)
+        server.clock.advance(1)
+        self.assertEqual(send(server, "/sliders", ip="10.0.0.1").status, 200)
+        self.assertEqual(len(server.managers["sliders"].sessions), 4)
+        self.assertIn("10.0.0.1 opens sessions faster than 2 per second (--max-session-rate)",
+                      self.log.matching("answered 503")[0])
+
+    def test_rate_counts_the_forwarded_address(self):
+        """With --use-xheaders the rate limit counts the address the proxy names, not the proxy's."""
+        server = self.start_server(write_app(self.tmp_path, "sliders", SLIDER_APP),
+                                   args=["--max-session-rate", "1", "--use-xheaders"])
+        self.assertEqual(send(server, "/sliders", {"X-Real-IP": "198.51.100.1"}).status, 200)
+        self.assertEqual(send(server, "/sliders", {"X-Real-IP": "198.51.100.2"}).status, 200)
+        self.assertEqual(send(server, "/sliders", {"X-Real-IP": "198.51.100.1"}).status, 503)
+
+    def test_unlimited_by_default(self):
+        """Without the options there is no session cap or rate."""
+        server = self.start_server(write_app(self.tmp_path, "sliders", SLIDER_APP))
+        self.assertEqual({send(server, "/sliders").status for _ in range(20)}, {200})
+
+
+class StubProtocol:
+    """Stands in for Autobahn's protocol below the mixin: records what would be written."""
+
+    STATE_OPEN = WebSocketProtocol.STATE_OPEN
+    peer = "tcp4:127.0.0.1:1234"
+
+    def __init__(self, limit):
+        self.factory = type("Factory", (), {"max_send_buffer": limit})()
+        self.state = self.STATE_OPEN
+        self.sent = []
+        self.closed_with = None
+
+    def connectionMade(self):
+        pass
+
+    def sendData(self, data, sync=False, chopsize=None):
+        self.sent.append(data)
+
+    def sendCloseFrame(self, code=None, reasonUtf8=None, isReply=False):
+        self.closed_with = (code, reasonUtf8)
+        self.state = WebSocketProtocol.STATE_CLOSING
+
+
+class RecordingWebsocket(BackpressureMixin, StubProtocol):
+    pass
+
+
+class BackpressureTests(SynchronousTestCase):
+    def test_registers_as_producer(self):
+        """After the upgrade the websocket replaces the HTTP channel as its transport's streaming producer."""
+        transport = StringTransport()
+        transport.registerProducer(object(), True)  # the HTTP channel
+        ws = RecordingWebsocket(100)
+        ws.transport = transport
+        ws.connectionMade()
+        self.assertIs(transport.producer, ws)
+        self.assertTrue(transport.streaming)
+
+    def test_paused_client_closed_past_limit(self):
+        """While the transport is paused, bytes are counted; past the limit the connection closes with 1008 and one log line."""
+        log = LogCapture(self)
+        ws = RecordingWebsocket(100)
+        ws.sendData(b"x" * 500)  # not paused: no count
+        ws.pauseProducing()
+        ws.sendData(b"x" * 60)
+        ws.sendData(b"x" * 30)
+        self.assertIsNone(ws.closed_with)
+        ws.sendData(b"x" * 30)
+        self.assertEqual(ws.closed_with, (1008, b"client too slow"))
+        self.assertEqual(ws.sent, [b"x" * 500, b"x" * 60, b"x" * 30])  # the message over the limit is not queued
+        self.assertEqual(len(log.matching("client too slow, more than 100 bytes")), 1)
+
+    def test_resume_resets_the_count(self):
+        """A client that reads again (the transport resumes) starts from zero."""
+        ws = RecordingWebsocket(100)
+        ws.pauseProducing()
+        ws.sendData(b"x" * 90)
+        ws.resumeProducing()
+        ws.pauseProducing()
+        ws.sendData(b"x" * 90)
+        self.assertIsNone(ws.closed_with)
+
+
+class SlowClientTests(ServerTestCase):
+    def test_slow_client_closed_1008(self):
+        """In a running server, a websocket whose transport stays paused is closed with 1008 once the backlog passes the limit; other sessions carry on."""
+        server = self.start_server(write_app(self.tmp_path, "sliders", SLIDER_APP),
+                                   args=["--websocket-max-send-buffer", "5000"])
+        log = LogCapture(self)
+        token = make_token()
+        client, pump = websocket(server, "sliders", token)
+        other, other_pump = websocket(server, "sliders", make_token())
+        session = server.session_of("sliders", token)
+        connection = next(iter(session.connections))
+        connection.pauseProducing()  # what a full TCP buffer makes the transport do
+        div = session.document.get_model_by_name("div")
+        for n in range(40):
+            session.with_document_locked(setattr, div, "text", str(n) * 200)
+        self.assertTrue(connection.too_slow)
+        self.assertEqual(len(log.matching("client too slow")), 1)
+        server.clock.advance(2)  # the close handshake times out: the connection is dropped
+        pump.flush()
+        self.assertTrue(client.closed)
+        self.assertTrue(other.opened and not other.closed)

@@ -86,6 +86,41 @@ def markdown_table(results: RunResults, scenarios: list[Scenario]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for scenario in scenarios:
-        if scenario.name in results.rounds:
+        if scenario.name in results.rounds and not scenario.variants:
             lines += [figure_row(results, scenario, figure) for figure in scenario.figures]
+    tables = ["\n".join(lines)] if len(lines) > 2 else []
+    tables += [variants_table(results, s) for s in scenarios if s.variants and s.name in results.rounds]
+    return "\n\n".join(tables)
+
+
+def variants_table(results: RunResults, scenario: Scenario) -> str:
+    """One scenario run against several servers (``Scenario.variants``): a column each, and the ratios of
+    every other server to the second (the baseline), paired per round; targets apply to the first."""
+    ran = [v for v in scenario.variants if v in results.rounds[scenario.name]]
+    if not ran:
+        return ""
+    baseline = scenario.variants[1] if len(scenario.variants) > 1 else ran[0]
+    others = [v for v in ran if v != baseline]
+    head = ["scenario", "figure", *[f"{v} median (min–max)" for v in ran],
+            *[f"{v} / {baseline}" for v in others], "target", "met?"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for figure in scenario.figures:
+        series = {v: results.series(scenario.name, v, figure.key) for v in ran}
+        ratios = {v: paired_ratios(series[v], series.get(baseline, [])) for v in others}
+        cells = [scenario.name, figure.label, *[_cell(series[v], None in series[v]) for v in ran],
+                 *[spread(ratios[v]) + "×" if ratios[v] else "—" for v in others]]
+        first = scenario.variants[0]
+        if figure.target is None or first not in series:
+            cells += ["", ""]
+        else:
+            ratio = statistics.median(ratios[first]) if ratios.get(first) else None
+            present = [v for v in series[first] if v is not None]
+            value = statistics.median(present) if present else None
+            if figure.target.exactly and present:  # every round must hit it, not only the median
+                verdict = all(figure.target.met(None, v) for v in present)
+            else:
+                verdict = figure.target.met(ratio, value)
+            cells += [f"{first}: {figure.target}".replace("docsyncd ", ""),
+                      {True: "yes", False: "**no**", None: "?"}[verdict]]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -5,7 +5,9 @@
 For every scenario, K rounds; in each round docsyncd then bokeh serve, each a
 freshly started server (A B A B …), so both see the same machine minute by
 minute. Prints the Markdown table and writes it to benchmarks/results/latest.md
-(raw per-round figures to latest.json, server logs to results/logs/).
+(raw per-round figures to latest.json, server logs to results/logs/); a run
+with --only writes <scenario>[+<scenario>...].md and .json instead, so that it
+does not replace the full run's results.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 
 from .report import RunResults, markdown_table
 from .scenarios import FULL, QUICK, SCENARIOS, Scenario, Sizes
-from .servers import KINDS, docsyncd_missing, running_server
+from .servers import KINDS, base_kind, docsyncd_missing, running_server
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 LOG_DIR = RESULTS_DIR / "logs"
@@ -53,9 +55,11 @@ def describe(values: dict[str, float]) -> str:
 def run_all(scenarios: list[Scenario], kinds: tuple[str, ...], rounds: int, sizes: Sizes) -> RunResults:
     results = RunResults()
     for scenario in scenarios:
-        failures = dict.fromkeys(kinds, 0)
+        # A scenario with variants compares those (each whose server is among ``kinds``) instead.
+        order = tuple(v for v in scenario.variants if base_kind(v) in kinds) if scenario.variants else kinds
+        failures = dict.fromkeys(order, 0)
         for round_no in range(1, rounds + 1):
-            for kind in kinds:
+            for kind in order:
                 if failures[kind] >= MAX_FAILURES:
                     results.add(scenario.name, kind, None)
                     continue
@@ -72,7 +76,7 @@ def run_all(scenarios: list[Scenario], kinds: tuple[str, ...], rounds: int, size
                 failures[kind] = 0
                 results.add(scenario.name, kind, values)
                 took = time.monotonic() - start
-                print(f"{scenario.name} r{round_no} {kind:8s} {describe(values)}  ({took:.1f} s)",
+                print(f"{scenario.name} r{round_no} {kind:11s} {describe(values)}  ({took:.1f} s)",
                       file=sys.stderr, flush=True)
     return results
 
@@ -119,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     header = [
         "`" + " ".join(["python -m benchmarks.run", *(sys.argv[1:] if argv is None else argv)]) + "`",
         f"on {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, Python {platform.python_version()}: "
-        f"rounds: {rounds}, each {' then '.join(kinds)} on a fresh server; {minutes:.1f} min in all.",
+        f"rounds: {rounds}, each {' then '.join(kinds)} on a fresh server"
+        + "".join(f" ({s.name}: {' then '.join(s.variants)})" for s in scenarios if s.variants)
+        + f"; {minutes:.1f} min in all.",
         "Trust server CPU (utime+stime, read in ns), memory and the ratios (paired per round); "
         "wall-clock figures move ±50% between runs on a shared machine.",
         "Sizes: " + ", ".join(f"{name}={value}" for name, value in asdict(sizes).items()) + ".",
@@ -128,8 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     text = render(results, scenarios, header)
     print(text)
     RESULTS_DIR.mkdir(exist_ok=True)
-    (RESULTS_DIR / "latest.md").write_text(text)
-    (RESULTS_DIR / "latest.json").write_text(json.dumps(
+    stem = "+".join(args.only) if args.only else "latest"
+    (RESULTS_DIR / f"{stem}.md").write_text(text)
+    (RESULTS_DIR / f"{stem}.json").write_text(json.dumps(
         {"sizes": asdict(sizes), "rounds": rounds, "kinds": kinds, "results": results.rounds}, indent=1))
     return 1 if results.errors else 0
 

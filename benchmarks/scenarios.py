@@ -17,7 +17,7 @@ import numpy as np
 
 from .floor import floor_cpu_seconds
 from .loadgen import BokehConnection, RowCounter, SyncedDocument, round_trip, run_pool, visit
-from .servers import ServerProcess
+from .servers import CLOCK_TICKS, ServerProcess
 
 class ScenarioError(Exception):
     """The server did not do what the scenario relies on (rows never arrived, points went missing)."""
@@ -32,6 +32,7 @@ class Sizes:
     """How much load each scenario applies (one preset per purpose below)."""
 
     warmup: int = 3  # visits before measuring: first sessions pay for lazy imports
+    worker_sessions: int = 200  # session_open_workers: visits in the window
     sessions: int = 100
     concurrency: int = 8
     floor_repeats: int = 15  # before the window, and again after
@@ -44,9 +45,9 @@ class Sizes:
 
 
 FULL = Sizes()
-QUICK = Sizes(sessions=40, floor_repeats=8, round_trips=50, idle_sessions=40, fanout_clients=10,
+QUICK = Sizes(worker_sessions=80, sessions=40, floor_repeats=8, round_trips=50, idle_sessions=40, fanout_clients=10,
               shared_clients=20, fanout_seconds=2.0, big_visits=2)
-SMOKE = Sizes(warmup=1, sessions=2, concurrency=2, floor_repeats=2, round_trips=2, idle_sessions=2,
+SMOKE = Sizes(warmup=1, worker_sessions=4, sessions=2, concurrency=2, floor_repeats=2, round_trips=2, idle_sessions=2,
               fanout_clients=2, shared_clients=2, fanout_seconds=0.5, big_visits=1)
 
 
@@ -56,13 +57,22 @@ class Target:
 
     bound: float
     on_ratio: bool = True
+    #: the figure must reach the bound (≥), not stay under it (≤)
+    at_least: bool = False
+    #: the figure must equal the bound (to three significant digits)
+    exactly: bool = False
 
     def __str__(self) -> str:
-        return f"≤ {self.bound:g}×" if self.on_ratio else f"docsyncd ≤ {self.bound:g}"
+        sign = "=" if self.exactly else "≥" if self.at_least else "≤"
+        return f"{sign} {self.bound:g}×" if self.on_ratio else f"docsyncd {sign} {self.bound:g}"
 
     def met(self, ratio: float | None, docsyncd: float | None) -> bool | None:
         value = ratio if self.on_ratio else docsyncd
-        return None if value is None else value <= self.bound
+        if value is None:
+            return None
+        if self.exactly:
+            return round(value, 2) == round(self.bound, 2)
+        return value >= self.bound if self.at_least else value <= self.bound
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,9 @@ class Scenario:
     what: str
     figures: tuple[Figure, ...]
     run: Callable[[ServerProcess, Sizes], Awaitable[dict[str, float]]]
+    #: servers to compare instead of docsyncd and bokeh (``servers.VARIANTS`` or kinds), in round order;
+    #: ratios are taken against ``variants[1]`` and targets apply to ``variants[0]``
+    variants: tuple[str, ...] = ()
 
 
 def percentile_ms(samples: list[float], q: float) -> float:
@@ -219,6 +232,57 @@ async def large_doc(server: ServerProcess, sizes: Sizes) -> dict[str, float]:
             "payload": float(np.median(payload)) / 1024, "cpu": float(np.median(cpus)) * 1e3}
 
 
+async def session_open_workers(server: ServerProcess, sizes: Sizes) -> dict[str, float]:
+    """session_open against one or several server processes: sessions/s, and documents built per session.
+
+    Every visit's session id comes from its token; the app appends one line
+    per document it builds (apps/session_count.py), so documents per session
+    is the number of lines naming the window's sessions over their number,
+    the same count for every server.
+    """
+    from bokeh.util.token import get_session_id
+
+    # Warm every process (each imports on its first session), at the scenario's concurrency.
+    warm = await run_pool(max(sizes.warmup * 2, sizes.concurrency), sizes.concurrency,
+                          lambda _: open_session(server))
+    await close_all(warm)
+
+    async def one(_: int) -> tuple[float, str]:
+        start = time.perf_counter()
+        conn, _ = await visit(server.address)
+        latency = time.perf_counter() - start
+        await conn.close()
+        return latency, get_session_id(conn.token)
+
+    busy0, own0 = machine_busy_seconds(), time.process_time()
+    cpu0, start = server.tree_cpu_seconds(), time.perf_counter()
+    results = await run_pool(sizes.worker_sessions, sizes.concurrency, one)
+    wall = time.perf_counter() - start
+    busy, own, server_cpu = machine_busy_seconds() - busy0, time.process_time() - own0, server.tree_cpu_seconds() - cpu0
+    await asyncio.sleep(SETTLE)
+    cpu = (server.tree_cpu_seconds() - cpu0) / sizes.worker_sessions
+    ids = {session_id for _, session_id in results}
+    if len(ids) != sizes.worker_sessions:
+        raise ScenarioError(f"{sizes.worker_sessions} visits made {len(ids)} distinct sessions")
+    built = sum(1 for session_id in server.builds() if session_id in ids)
+    latencies = [latency for latency, _ in results]
+    return {
+        "rate": sizes.worker_sessions / wall,
+        "docs": built / len(ids),
+        "p50": percentile_ms(latencies, 50),
+        "cpu": cpu * 1e3,
+        "processes": float(len(server.pids())),
+        # CPU the rest of the machine used meanwhile: a busy neighbour takes the core a second process needs
+        "others": max(0.0, busy - own - server_cpu) / wall,
+    }
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all processes spent since boot (the ``cpu`` line of /proc/stat, everything but idle and iowait)."""
+    fields = [int(v) for v in open("/proc/stat").readline().split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / CLOCK_TICKS
+
+
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("session_open", "session_app.py", "GET page → websocket → ACK → PULL-DOC, then close", (
         Figure("rate", "sessions/s (wall)"),
@@ -251,4 +315,13 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
         Figure("payload", "websocket frame payloads received (KiB)"),
         Figure("cpu", "server CPU per visit (ms)"),
     ), large_doc),
+    Scenario("session_open_workers", "session_count.py",
+             "session_open, by docsyncd --workers 2, docsyncd (one process) and bokeh serve --num-procs 2", (
+        Figure("rate", "sessions/s (wall)", Target(1.7, at_least=True)),
+        Figure("docs", "documents built per session", Target(1.0, on_ratio=False, exactly=True)),
+        Figure("p50", "latency p50 (ms)"),
+        Figure("cpu", "server CPU per session, all processes (ms)"),
+        Figure("processes", "server processes"),
+        Figure("others", "other processes' CPU during the window (cores)"),
+    ), session_open_workers, variants=("docsyncd-w2", "docsyncd", "bokeh-np2")),
 ]}

@@ -26,6 +26,12 @@ from .loadgen import AppAddress
 REPO_ROOT = Path(__file__).resolve().parent.parent
 APPS_DIR = Path(__file__).resolve().parent / "apps"
 KINDS = ("docsyncd", "bokeh")
+#: Further ways to start each server, for scenarios that compare them (``Scenario.variants``):
+#: the extra command-line arguments, after the base kind's own.
+VARIANTS = {
+    "docsyncd-w2": ("docsyncd", ["--workers", "2"]),
+    "bokeh-np2": ("bokeh", ["--num-procs", "2"]),
+}
 HOST = "127.0.0.1"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -59,8 +65,17 @@ def docsyncd_missing() -> str | None:
     return None
 
 
+def base_kind(kind: str) -> str:
+    """``docsyncd`` or ``bokeh``, for a kind or a variant."""
+    return VARIANTS[kind][0] if kind in VARIANTS else kind
+
+
 def command(kind: str, app: Path, port: int) -> list[str]:
     """The command line each server is started with (see benchmarks/README.md)."""
+    if kind in VARIANTS:
+        base, extra = VARIANTS[kind]
+        cmd = command(base, app, port)
+        return cmd[:-1] + extra + cmd[-1:] if base == "bokeh" else cmd + extra
     if kind == "docsyncd":
         # `python -m twisted` is `twist` (always foreground; it rejects twistd's -n),
         # and logs JSON unless told otherwise when its output is not a terminal
@@ -80,6 +95,8 @@ class ServerProcess:
     port: int
     proc: subprocess.Popen
     log_path: Path
+    #: where apps that count their documents (apps/session_count.py) append a line per build
+    builds_path: Path | None = None
 
     @property
     def address(self) -> AppAddress:
@@ -98,6 +115,37 @@ class ServerProcess:
             return time.clock_gettime(_process_cpu_clock(self.proc.pid))
         except OSError:
             return self.stat_cpu_seconds()
+
+    def pids(self) -> list[int]:
+        """The server process and every live descendant (workers, forked bokeh processes)."""
+        found, todo = [], [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            try:
+                for task in os.listdir(f"/proc/{pid}/task"):
+                    todo += [int(c) for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
+            except OSError:
+                continue
+        return found
+
+    def tree_cpu_seconds(self) -> float:
+        """``cpu_seconds`` summed over ``pids()``: the whole server, however many processes it runs."""
+        total = 0.0
+        for pid in self.pids():
+            try:
+                total += time.clock_gettime(_process_cpu_clock(pid))
+            except OSError:
+                pass  # exited meanwhile
+        return total
+
+    def builds(self) -> list[str]:
+        """Session ids, one per document the app built so far (apps/session_count.py)."""
+        try:
+            text = self.builds_path.read_text() if self.builds_path else ""
+        except FileNotFoundError:
+            return []
+        return [line.split()[1] for line in text.splitlines() if len(line.split()) == 2]
 
     def stat_cpu_seconds(self) -> float:
         """utime + stime from /proc/PID/stat (fields 14 and 15 of proc(5))."""
@@ -139,7 +187,13 @@ class ServerProcess:
             time.sleep(0.1)
 
     def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM, then SIGKILL if it lingers; only ever the process we started."""
+        """SIGTERM, then SIGKILL if it lingers; only ever the process we started and its descendants.
+
+        docsyncd --workers stops its workers itself; bokeh serve --num-procs
+        leaves its forked processes running when the first one exits, so every
+        descendant still alive afterwards gets the same treatment, by pid.
+        """
+        descendants = self.pids()[1:] if self.proc.poll() is None else []
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -147,6 +201,23 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            alive = [pid for pid in descendants if _alive(pid)]
+            for pid in alive:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            deadline = time.monotonic() + timeout / 3
+            while any(_alive(pid) for pid in alive) and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its reaper does not count)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2:].split()[0] != "Z"
 
 
 @contextlib.contextmanager
@@ -156,13 +227,14 @@ def running_server(kind: str, app: str | Path, log_dir: Path, ready_timeout: flo
     log_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log_path = log_dir / f"{kind}-{app_path.stem}-{port}.log"
-    env = dict(os.environ)
-    if kind == "docsyncd":
+    builds_path = log_dir / f"{kind}-{app_path.stem}-{port}.builds"
+    env = dict(os.environ, DOCSYNC_BENCH_BUILDS=str(builds_path))
+    if base_kind(kind) == "docsyncd":
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(command(kind, app_path, port), cwd=REPO_ROOT, env=env,
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-    server = ServerProcess(kind, app_path, port, proc, log_path)
+    server = ServerProcess(kind, app_path, port, proc, log_path, builds_path)
     try:
         server.wait_ready(ready_timeout)
         yield server

@@ -20,7 +20,7 @@ not depend on the process, the Python hash seed or the machine.
 Nothing here imports Bokeh or a reactor: the parent process uses it on every
 connection it accepts.
 
-Tests: tests/test_routing.py
+Tests: tests/test_routing.py; the nginx key with a real nginx in tests/e2e/test_deploy_nginx_hash.py
 """
 
 from __future__ import annotations

@@ -164,8 +164,11 @@ class BatchedJSONLog:
         with self._lock:
             text, self._lines, self._size = "".join(self._lines), [], 0
             if text:
-                self.out.write(text)
-                self.out.flush()
+                try:
+                    self.out.write(text)
+                    self.out.flush()
+                except (BrokenPipeError, ValueError):  # the parent is gone (the worker stops too)
+                    pass
 
 
 # -- requests on a handed-over connection -------------------------------------------------

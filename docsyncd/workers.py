@@ -500,13 +500,6 @@ class Worker:
                 handoff.refuse(503, "Service Unavailable", "the worker for this session is restarting", retry_after=1)
                 return
 
-    def wait_for_exit(self) -> defer.Deferred:
-        if self.process is None:
-            return defer.succeed(None)
-        d = defer.Deferred()
-        self._exit_waiters.append(d)
-        return d
-
 
 class WorkerPool(service.Service):
     """The workers and the routing of connections to them (see the module docstring)."""

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `benchmarks` 
 
 from benchmarks.report import RunResults, markdown_table  # noqa: E402
 from benchmarks.scenarios import SCENARIOS, SMOKE  # noqa: E402
-from benchmarks.servers import KINDS, docsyncd_missing, running_server  # noqa: E402
+from benchmarks.servers import KINDS, base_kind, docsyncd_missing, running_server  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 each_server = pytest.mark.parametrize("kind", KINDS)
@@ -32,7 +32,7 @@ def server_for(tmp_path_factory):
     started = {}
     with contextlib.ExitStack() as stack:
         def get(kind, app):
-            if kind == "docsyncd" and (reason := docsyncd_missing()):
+            if base_kind(kind) == "docsyncd" and (reason := docsyncd_missing()):
                 pytest.skip(f"docsyncd not available: {reason}")
             if (kind, app) not in started:
                 started[kind, app] = stack.enter_context(running_server(kind, app, log_dir))
@@ -99,6 +99,19 @@ def test_large_doc(server_for, kind):
     assert values["wire"] > 2 * 100_000 * 8 / 1024 * 0.9
 
 
+@pytest.mark.parametrize("kind", SCENARIOS["session_open_workers"].variants)
+def test_session_open_workers(server_for, kind):
+    """docsyncd --workers 2, docsyncd and bokeh serve --num-procs 2 serve visits; docsyncd builds one document per
+    session, and the multi-process servers show their processes."""
+    values = run_once(server_for, kind, "session_open_workers")
+    assert values["rate"] > 0 and values["cpu"] > 0
+    if base_kind(kind) == "docsyncd":
+        assert values["docs"] == 1.0
+    else:
+        assert values["docs"] >= 1.0
+    assert values["processes"] == (1 if kind in KINDS else 3)
+
+
 @each_server
 def test_cpu_clock_agrees_with_proc_stat(server_for, kind):
     """The nanosecond CPU clock used for per-operation CPU is the utime+stime of /proc/PID/stat."""
@@ -117,3 +130,20 @@ def test_report_table():
     p50_row = next(line for line in table.splitlines() if "round trip p50" in line)
     assert "1.50 (1.00–2.00)" in p50_row and "15.0 (10.0–20.0)" in p50_row
     assert "0.125 (0.0500–0.200)×" in p50_row and "| yes |" not in p50_row  # median ratio 0.125 > 0.1
+
+
+def test_variants_table():
+    """A scenario with variants gets its own table: a column per server, ratios to the second, targets on the first."""
+    from benchmarks.report import variants_table
+
+    scenario = SCENARIOS["session_open_workers"]
+    results = RunResults()
+    for w2, one, np2 in [(36.0, 20.0, 30.0), (40.0, 20.0, 28.0)]:
+        for kind, rate, docs in [("docsyncd-w2", w2, 1.0), ("docsyncd", one, 1.0), ("bokeh-np2", np2, 1.4)]:
+            results.add(scenario.name, kind, {"rate": rate, "docs": docs, "p50": 1.0, "cpu": 1.0, "processes": 3.0, "others": 0.0})
+    table = variants_table(results, scenario)
+    rate_row = next(line for line in table.splitlines() if "sessions/s" in line)
+    assert "1.90 (1.80–2.00)×" in rate_row and rate_row.endswith("| yes |")
+    docs_row = next(line for line in table.splitlines() if "documents built per session" in line)
+    assert "1.40" in docs_row and docs_row.endswith("| yes |")
+    assert "| docsyncd-w2 / docsyncd | bokeh-np2 / docsyncd |" in table.splitlines()[0]

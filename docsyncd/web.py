@@ -1,8 +1,11 @@
 """twisted.web resources: app pages, autoload.js, metadata, static files, the index.
 
-The page GET is where a browser's session is created, as under bokeh serve:
-the request's headers, cookies and arguments go into the session token, so
-the websocket side (and app code) sees the request that made the session.
+By default the page GET is where a browser's session is created, as under
+bokeh serve; with ``--lazy-documents`` (implied by ``--workers``) the page
+only mints the token and the websocket builds the document (lazy.py).
+Either way the request's headers, cookies and arguments go into the session
+token, so the websocket side (and app code) sees the request that made the
+session.
 
 Tests: tests/test_web.py
 """

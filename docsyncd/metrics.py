@@ -73,6 +73,31 @@ class Registry:
     def value(self, name: str, **labels: str) -> float:
         return self.counters.get((name, tuple(sorted(labels.items()))), 0.0)
 
+    def snapshot(self) -> dict[str, Any]:
+        """Everything counted so far, gauges read now, as JSON-able data (a worker sends it to its parent)."""
+        return {
+            "counters": [[name, list(map(list, labels)), v] for (name, labels), v in self.counters.items()],
+            "gauges": [[name, help_text, [[list(map(list, labels)), v] for labels, v in read().items()]]
+                       for name, (help_text, read) in self.gauges.items()],
+            "builds": {app: [h.counts, h.total] for app, h in self.build_times.items()},
+        }
+
+    def add(self, snapshot: dict[str, Any], with_gauges: bool = True) -> None:
+        """Add a snapshot's counts to these (summing several workers' into one registry)."""
+        for name, labels, v in snapshot["counters"]:
+            self.counters[name, tuple(map(tuple, labels))] += v
+        for app, (counts, total) in snapshot["builds"].items():
+            histogram = self.build_times.setdefault(app, Histogram(BUILD_BUCKETS))
+            histogram.counts = [a + b for a, b in zip(histogram.counts, counts)]
+            histogram.total += total
+        if with_gauges:
+            for name, help_text, values in snapshot["gauges"]:
+                summed: dict[tuple[tuple[str, str], ...], float] = dict(self.gauges[name][1]()) if name in self.gauges else {}
+                for labels, v in values:
+                    key = tuple(map(tuple, labels))
+                    summed[key] = summed.get(key, 0) + v
+                self.gauge(name, help_text, lambda summed=summed: summed)
+
     def render(self) -> str:
         """The Prometheus text exposition format (version 0.0.4)."""
         lines: list[str] = []

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import os
 import signal
 import socket
@@ -38,13 +39,15 @@ from typing import Any
 from twisted.application import service
 from twisted.internet.interfaces import IFileDescriptorReceiver
 from twisted.internet.protocol import Factory
+from twisted.internet.task import LoopingCall
 from twisted.logger import LogLevel, Logger, eventAsJSON
 from twisted.protocols.basic import Int32StringReceiver
 from twisted.python import threadable
 from zope.interface import implementer
 
 from . import logs, routing
-from .workers import CONNECTION_HEADER, MSG_ACK, MSG_CONNECTION, MSG_READY
+from .metrics import REGISTRY
+from .workers import CONNECTION_HEADER, METRICS_INTERVAL, MSG_ACK, MSG_CONNECTION, MSG_METRICS, MSG_READY
 
 log = Logger(observer=logs.observer)
 
@@ -229,6 +232,7 @@ class WorkerControl(Int32StringReceiver):
 
     def connectionMade(self) -> None:
         self.sendString(MSG_READY)
+        self.control.connected(self)
 
     def fileDescriptorReceived(self, descriptor: int) -> None:
         self.descriptors.append(descriptor)
@@ -272,8 +276,15 @@ class ControlService(service.Service):
         self.reactor = reactor
         self.stopping = False
 
+    def connected(self, protocol: WorkerControl) -> None:
+        """Send the parent this worker's metrics now and every METRICS_INTERVAL s (it answers /metrics)."""
+        self._metrics = LoopingCall(lambda: protocol.sendString(MSG_METRICS + json.dumps(REGISTRY.snapshot()).encode()))
+        self._metrics.clock = self.reactor
+        self._metrics.start(METRICS_INTERVAL)
+
     def startService(self) -> None:
         super().startService()
+        self._metrics: LoopingCall | None = None
         self.site.noisy = False  # no "Starting factory <...>" line per worker
         self.site.doStart()
         factory = Factory.forProtocol(lambda: WorkerControl(self))
@@ -283,6 +294,8 @@ class ControlService(service.Service):
 
     def stopService(self) -> None:
         super().stopService()
+        if self._metrics is not None and self._metrics.running:
+            self._metrics.stop()
         self.stopping = True
         self.site.doStop()
 

@@ -53,11 +53,13 @@ from __future__ import annotations
 
 import collections
 import itertools
+import json
 import os
 import socket
 import struct
 import sys
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 from twisted.application import service, strports
 from twisted.internet import defer, error, protocol
@@ -67,6 +69,7 @@ from twisted.protocols.basic import Int32StringReceiver
 from twisted.python import usage
 
 from . import logs, routing
+from .metrics import Registry
 
 log = Logger(observer=logs.observer)
 
@@ -86,6 +89,8 @@ STOP_TIMEOUT = 60.0
 MSG_CONNECTION = b"C"  # parent -> worker: struct CONNECTION_HEADER, then the bytes already read; fd attached
 MSG_ACK = b"A"  # worker -> parent: struct ">Q" serial: the connection is the worker's now
 MSG_READY = b"R"  # worker -> parent: apps loaded, serving
+MSG_METRICS = b"M"  # worker -> parent: JSON of its metrics.Registry snapshot, every METRICS_INTERVAL s
+METRICS_INTERVAL = 1.0
 CONNECTION_HEADER = struct.Struct(">QB")  # serial, address family
 
 _TLS_ENDPOINTS = ("ssl", "tls", "le", "lets")
@@ -127,8 +132,14 @@ def _package_root() -> str:
 
 def _http_error(transport: Any, code: int, reason: str, detail: str, retry_after: int | None = None) -> None:
     """Answer a connection the parent will not hand over, and close it."""
-    body = f"{code} {reason}: {detail}\n".encode("utf-8")
-    head = [f"HTTP/1.1 {code} {reason}", "Content-Type: text/plain; charset=utf-8",
+    _http_answer(transport, code, reason, f"{code} {reason}: {detail}\n", retry_after=retry_after)
+
+
+def _http_answer(transport: Any, code: int, reason: str, text: str, content_type: str = "text/plain; charset=utf-8",
+                 retry_after: int | None = None) -> None:
+    """Answer a connection from the parent itself, and close it."""
+    body = text.encode("utf-8")
+    head = [f"HTTP/1.1 {code} {reason}", f"Content-Type: {content_type}",
             f"Content-Length: {len(body)}", "Connection: close"]
     if retry_after is not None:
         head.append(f"Retry-After: {retry_after}")
@@ -213,6 +224,8 @@ class HeadReader(protocol.Protocol):
             return
         self._stop_timer()
         self.handed = True
+        if self.pool.answer_operations(head.target, self.transport):
+            return
         self.transport.stopReading()
         session_id = routing.session_named(head.target, head.headers)
         self.pool.dispatch(Handoff(self.pool.next_serial(), self.transport, self.buffer, session_id, head.target))
@@ -257,7 +270,7 @@ class RoutingFactory(protocol.Factory):
 class ParentControl(Int32StringReceiver):
     """The parent's end of a worker's Unix socket: connections out, acknowledgements and readiness in."""
 
-    MAX_LENGTH = routing.MAX_HEAD + 1024
+    MAX_LENGTH = 4 * 1024 * 1024  # a metrics snapshot may outgrow a request head
 
     def __init__(self, worker: Worker):
         self.worker = worker
@@ -273,6 +286,8 @@ class ParentControl(Int32StringReceiver):
             self.worker.acknowledged(serial)
         elif kind == MSG_READY:
             self.worker.became_ready(self)
+        elif kind == MSG_METRICS:
+            self.worker.metrics = json.loads(body)
         else:
             log.warn("worker {index} sent an unknown message {kind!r}", index=self.worker.index, kind=kind)
 
@@ -345,6 +360,8 @@ class Worker:
         self.restart_call: Any = None
         self.stopping = False
         self._exit_waiters: list[defer.Deferred] = []
+        #: The worker's latest metrics snapshot (metrics.Registry.snapshot), None before its first.
+        self.metrics: dict[str, Any] | None = None
 
     # -- the process -----------------------------------------------------------------
 
@@ -391,6 +408,9 @@ class Worker:
     def exited(self, reason: Any) -> None:
         self.ready = False
         self.process = None
+        if self.metrics is not None:  # its counts stay in the totals; its gauges end with it
+            self.pool.retired.add(self.metrics, with_gauges=False)
+            self.metrics = None
         if self.control is not None:
             self.control.transport.loseConnection()
             self.control = None
@@ -507,7 +527,7 @@ class WorkerPool(service.Service):
     name = "workers"
 
     def __init__(self, count: int, worker_argv: Callable[[int, int], list[str]], reactor: Any,
-                 env: dict[str, str] | None = None, cwd: str | None = None, clock: Any = None):
+                 env: dict[str, str] | None = None, cwd: str | None = None, clock: Any = None, prefix: str = ""):
         self.count = count
         self.worker_argv = worker_argv
         self.reactor = reactor
@@ -515,6 +535,9 @@ class WorkerPool(service.Service):
         self.env = env if env is not None else dict(os.environ)
         self.cwd = cwd or os.getcwd()
         self.workers = [Worker(self, i) for i in range(count)]
+        #: What workers that exited had counted, so totals do not drop when one restarts.
+        self.retired = Registry()
+        self.prefix = prefix
         self._turn = itertools.cycle(range(count))
         self._serials = itertools.count(1)
 
@@ -546,6 +569,31 @@ class WorkerPool(service.Service):
         log.info("stopping {n} workers", n=self.count)
         d = defer.gatherResults([w.stop() for w in self.workers], consumeErrors=True)
         return d.addCallback(lambda _: log.info("all workers exited"))
+
+    # -- operations: /metrics and /health across the workers ----------------------------
+
+    def metrics(self) -> Registry:
+        """Every worker's latest counts summed, with those of workers that exited."""
+        total = Registry()
+        total.add(self.retired.snapshot(), with_gauges=False)
+        for worker in self.workers:
+            if worker.metrics is not None:
+                total.add(worker.metrics)
+        return total
+
+    def answer_operations(self, target: str, transport: Any) -> bool:
+        """Answer ``/metrics`` and ``/health`` here, for all workers; False for any other path."""
+        path = urlsplit(target).path
+        if path == f"{self.prefix}/metrics":
+            _http_answer(transport, 200, "OK", self.metrics().render(), "text/plain; version=0.0.4; charset=utf-8")
+        elif path == f"{self.prefix}/health":
+            ready = sum(w.ready for w in self.workers)
+            text = f"{'ok' if ready == self.count else 'degraded'} workers={ready}/{self.count}\n"
+            _http_answer(transport, 200 if ready == self.count else 503,
+                         "OK" if ready == self.count else "Service Unavailable", text)
+        else:
+            return False
+        return True
 
     # -- routing ------------------------------------------------------------------------
 
@@ -612,7 +660,7 @@ def make_supervisor_service(options: usage.Options, reactor: Any) -> service.Mul
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [_package_root(), env.get("PYTHONPATH")]))
     top = service.MultiService()
-    pool = WorkerPool(count, worker_argv, reactor, env=env, cwd=os.getcwd())
+    pool = WorkerPool(count, worker_argv, reactor, env=env, cwd=os.getcwd(), prefix=options["prefix"])
     pool.setServiceParent(top)  # first: stopped last, after the listeners
     factory = RoutingFactory(pool)
     for endpoint in options["listen"]:

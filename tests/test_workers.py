@@ -6,6 +6,7 @@ Real processes and real descriptors are in tests/e2e/test_worker_processes.py; h
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import struct
@@ -20,7 +21,8 @@ from twisted.python.failure import Failure
 
 from docsyncd import routing, tap, workers
 from docsyncd.worker import RoutedRequestMixin, WorkerControl, routed_request_class
-from docsyncd.workers import (CONNECTION_HEADER, MSG_ACK, MSG_CONNECTION, MSG_READY, QUEUE_TIMEOUT, RESTART_DELAYS,
+from docsyncd.metrics import Registry
+from docsyncd.workers import (CONNECTION_HEADER, MSG_ACK, MSG_CONNECTION, MSG_METRICS, MSG_READY, QUEUE_TIMEOUT, RESTART_DELAYS,
                               STOP_TIMEOUT, Handoff, HeadReader, WorkerPool)
 
 from unit_support import SLIDER_APP, InMemoryServer, make_token, upgrade_request, write_app
@@ -320,6 +322,9 @@ class Dispatched:
     def dispatch(self, handoff):
         self.handoffs.append(handoff)
 
+    def answer_operations(self, target, transport):
+        return False  # /metrics and /health: tested on WorkerPool itself
+
 
 def reader():
     pool = Dispatched()
@@ -396,6 +401,9 @@ class ControlStub:
 
     def parent_gone(self):
         self.gone = True
+
+    def connected(self, protocol):
+        self.protocol = protocol  # the real service starts sending metrics here
 
 
 def test_worker_adopts_each_descriptor_replays_its_bytes_and_acknowledges():
@@ -571,3 +579,44 @@ def test_worker_log_is_written_in_batches():
     observer({"log_level": LogLevel.warn, "log_format": "urgent", "log_namespace": "t"})
     assert Out.writes == 2 and out.getvalue().splitlines()[-1].find("urgent") > 0
     assert clock.getDelayedCalls() == []
+
+
+def send_metrics(p, index, registry):
+    body = MSG_METRICS + json.dumps(registry.snapshot()).encode()
+    p.control(index).dataReceived(struct.pack(">I", len(body)) + body)
+
+
+def test_parent_answers_metrics_summed_over_workers_and_keeps_counts_of_dead_ones():
+    """/metrics at the parent sums every worker's latest snapshot, and a worker that died still counts in the totals."""
+    p = Pool()
+    p.start()
+    for index, sessions in ((0, 3), (1, 2)):
+        registry = Registry()
+        registry.count("docsync_sessions_created_total", sessions, app="app")
+        registry.gauge("docsync_sessions_live", "Sessions alive now.", lambda n=sessions: {(("app", "app"),): n})
+        send_metrics(p, index, registry)
+    transport = ClientTransport()
+    assert p.pool.answer_operations("/metrics", transport)
+    text = transport.value().decode()
+    assert text.startswith("HTTP/1.1 200 OK")
+    assert 'docsync_sessions_created_total{app="app"} 5' in text
+    assert 'docsync_sessions_live{app="app"} 5' in text
+
+    p.processes[0][-1].exit(signal=9)
+    text = p.pool.metrics().render()
+    assert 'docsync_sessions_created_total{app="app"} 5' in text, "a restart must not make counters go back"
+    assert 'docsync_sessions_live{app="app"} 2' in text, "the dead worker's sessions are gone"
+
+
+def test_parent_health_says_how_many_workers_serve():
+    """/health at the parent is 200 while every worker serves and 503 naming the count while one is down."""
+    p = Pool()
+    p.start()
+    transport = ClientTransport()
+    assert p.pool.answer_operations("/health?x=1", transport)
+    assert transport.value().startswith(b"HTTP/1.1 200 OK") and b"ok workers=2/2" in transport.value()
+    p.processes[1][-1].exit(signal=9)
+    transport = ClientTransport()
+    p.pool.answer_operations("/health", transport)
+    assert transport.value().startswith(b"HTTP/1.1 503") and b"degraded workers=1/2" in transport.value()
+    assert not p.pool.answer_operations("/app", ClientTransport())

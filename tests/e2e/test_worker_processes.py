@@ -8,9 +8,10 @@ import os
 import re
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
-from benchmarks.wsclient import ConnectionClosed
+from benchmarks.wsclient import ConnectionClosed, http_get
 from bokeh.util.token import get_session_id
 
 from docsyncd import routing
@@ -186,3 +187,34 @@ def _running(pid: int) -> bool:
     except OSError:
         return False
     return stat[stat.rindex(")") + 2:].split()[0] != "Z"
+
+
+@pytest.mark.timeout(120)
+def test_metrics_and_health_cover_every_worker(serve):
+    """The parent's /metrics sums the sessions, connections and builds of both workers, and /health names both."""
+    server = start(serve)
+    port = server.port
+
+    async def scenario() -> tuple[str, Any]:
+        sessions = []
+        for i in range(4):  # page GETs take turns, so both workers hold sessions
+            conn = await connect(port, await page_token(port))
+            await shares_one_document([conn], 20 + i)
+            sessions.append(conn)
+        try:
+            for _ in range(100):  # workers report every second
+                text = (await http_get("127.0.0.1", port, "/metrics")).body.decode()
+                if 'docsync_sessions_live{app="workers_app"} 4' in text:
+                    break
+                await asyncio.sleep(0.1)
+            return text, await http_get("127.0.0.1", port, "/health")
+        finally:
+            await asyncio.gather(*(conn.close() for conn in sessions))
+
+    text, health = run(scenario())
+    assert set(created_in_worker(server.log_text()).values()) == {0, 1}, "sessions in both workers"
+    assert 'docsync_sessions_live{app="workers_app"} 4' in text, text
+    assert 'docsync_sessions_created_total{app="workers_app"} 4' in text
+    assert 'docsync_connections_live{app="workers_app"} 4' in text
+    assert 'docsync_document_build_seconds_count{app="workers_app"} 4' in text
+    assert health.status == 200 and health.body == b"ok workers=2/2\n"

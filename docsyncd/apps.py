@@ -99,3 +99,17 @@ def empty_app() -> LoadedApp:
 def document_build_errors(application: Application) -> list[str]:
     """One line per handler that failed while building the last document."""
     return [describe_handler_error(h) for h in application.handlers if h.failed]
+
+
+def load_apps(paths: list[str], argv: list[str]) -> list[LoadedApp]:
+    """Every app a daemon is asked to serve, or ``SystemExit`` with the one line that says why not."""
+    try:
+        apps = [load_app(path, argv) for path in paths]
+    except AppLoadError as e:
+        raise SystemExit(f"docsync: {e}")
+    names = [app.name for app in apps]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise SystemExit(f"docsync: two apps would be served at /{duplicates[0]}; rename one of them")
+    return apps
+

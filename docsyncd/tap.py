@@ -153,18 +153,11 @@ def make_service(options: Options, reactor: Any) -> service.MultiService:
         from .workers import make_supervisor_service
 
         return make_supervisor_service(options, reactor)
-    from .apps import AppLoadError, load_app
+    from .apps import load_apps
     from .server import build_site
 
     logs.set_level(options["log-level"])
-    try:
-        apps = [load_app(path, options["app-argv"]) for path in options["apps"]]
-    except AppLoadError as e:
-        raise SystemExit(f"docsync: {e}")
-    names = [app.name for app in apps]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise SystemExit(f"docsync: two apps would be served at /{duplicates[0]}; rename one of them")
+    apps = load_apps(options["apps"], options["app-argv"])
 
     from .guard import GuardError
     from .store import StoreError
@@ -184,7 +177,7 @@ def make_service(options: Options, reactor: Any) -> service.MultiService:
     if options.get("show"):
         from .urls import BrowserOpener
 
-        BrowserOpener(top, options["prefix"], names or [""], reactor).setServiceParent(top)  # [""]: the empty app at /
+        BrowserOpener(top, options["prefix"], [app.name for app in apps] or [""], reactor).setServiceParent(top)  # [""]: the empty app at /
     return top
 
 

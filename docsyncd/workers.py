@@ -637,17 +637,10 @@ class WorkerPool(service.Service):
 
 def make_supervisor_service(options: usage.Options, reactor: Any) -> service.MultiService:
     """The parent process of ``--workers``: listeners that route, and the workers (see the module docstring)."""
-    from .apps import AppLoadError, load_app
+    from .apps import load_apps
 
     logs.set_level(options["log-level"])
-    try:
-        apps = [load_app(path, options["app-argv"]) for path in options["apps"]]
-    except AppLoadError as e:
-        raise SystemExit(f"docsync: {e}")
-    names = [app.name for app in apps]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise SystemExit(f"docsync: two apps would be served at /{duplicates[0]}; rename one of them")
+    apps = load_apps(options["apps"], options["app-argv"])
 
     count = worker_count(options["workers"])
     argv = list(options["argv"])
@@ -672,5 +665,5 @@ def make_supervisor_service(options: usage.Options, reactor: Any) -> service.Mul
     if options.get("show"):
         from .urls import BrowserOpener
 
-        BrowserOpener(top, options["prefix"], names or [""], reactor).setServiceParent(top)
+        BrowserOpener(top, options["prefix"], [app.name for app in apps] or [""], reactor).setServiceParent(top)
     return top

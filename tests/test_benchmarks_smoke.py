@@ -33,7 +33,7 @@ def server_for(tmp_path_factory):
     with contextlib.ExitStack() as stack:
         def get(kind, app):
             if base_kind(kind) == "docsyncd" and (reason := docsyncd_missing()):
-                pytest.skip(f"docsyncd not available: {reason}")
+                pytest.fail(f"docsyncd not available: {reason}")
             if (kind, app) not in started:
                 started[kind, app] = stack.enter_context(running_server(kind, app, log_dir))
             return started[kind, app]

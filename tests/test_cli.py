@@ -390,7 +390,6 @@ pw.stop()
 """
 
 
-@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium")
 def test_html_renders_in_chromium_without_a_server(tmp_path):
     """The page from `docsync html` opened from a file, with every network request refused, shows the document."""
     out = tmp_path / "press_me.html"

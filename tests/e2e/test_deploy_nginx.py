@@ -8,119 +8,31 @@ Chromium.
 
 from __future__ import annotations
 
-import os
-import pwd
 import re
-import signal
-import subprocess
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from bokeh.settings import settings
 from bokeh.util.token import get_session_id
 
-from e2e_support import (EXAMPLES, REPO, TWISTD_CMD, _port_open, free_port, http_ok, press_me_clicks,
-                         wait_until)
+from e2e_support import EXAMPLES, REPO, TWISTD_CMD, http_ok, press_me_clicks, wait_until
+from nginx_support import NginxRunner, distinct_ports
 
 pytestmark = pytest.mark.e2e
 
-NGINX = "/usr/sbin/nginx"
 SITE = REPO / "etc" / "nginx" / "docsyncd.conf"
-# The BokehJS directory written in the shipped file, as an example install path.
-SHIPPED_STATIC = "/srv/docsync/venv/lib/python3.11/site-packages/bokeh/server/static/"
-
-NGINX_CONF = """\
-# Test wrapper around the shipped site: every file nginx writes is in {tmp}.
-daemon off;
-{user}
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log info;
-events {{ worker_connections 256; }}
-http {{
-    {types}
-    default_type application/octet-stream;
-    access_log {tmp}/access.log;
-    client_body_temp_path {tmp}/client_body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    include {site};
-}}
-"""
-
-
-def render_site(nginx_port: int, upstream_ports: tuple[int, int], static_dir: str) -> str:
-    """The shipped site with its ports and static directory replaced; each must occur exactly once."""
-    text = SITE.read_text(encoding="utf-8")
-    replacements = {
-        "listen 80;": f"listen 127.0.0.1:{nginx_port};",
-        "server 127.0.0.1:5006;": f"server 127.0.0.1:{upstream_ports[0]};",
-        "server 127.0.0.1:5007;": f"server 127.0.0.1:{upstream_ports[1]};",
-        f"alias {SHIPPED_STATIC};": f"alias {static_dir.rstrip('/')}/;",
-    }
-    for old, new in replacements.items():
-        assert text.count(old) == 1, f"{SITE} should contain {old!r} exactly once"
-        text = text.replace(old, new)
-    return text
 
 
 @pytest.fixture
 def nginx(tmp_path):
-    """Factory: ``nginx(port, upstream_ports[, edit])`` runs nginx with the rendered site (``edit``: a test's
-    change on top); stopped at teardown."""
-    if not os.access(NGINX, os.X_OK):
-        pytest.skip(f"{NGINX} is not installed (apt-get install nginx)")
-    procs: list[subprocess.Popen] = []
-
-    def _start(port: int, upstream_ports: tuple[int, int], edit=lambda text: text) -> Path:
-        run = tmp_path / "nginx"
-        run.mkdir()
-        site = run / "docsyncd.conf"
-        site.write_text(edit(render_site(port, upstream_ports, str(settings.bokehjs_path()))), encoding="utf-8")
-        # As root, nginx's workers would run as "nobody", which may not read a
-        # bokeh installed under /root: keep them as the invoking user.
-        user = f"user {pwd.getpwuid(os.geteuid()).pw_name};" if os.geteuid() == 0 else ""
-        types = "include /etc/nginx/mime.types;" if os.path.exists("/etc/nginx/mime.types") else \
-            "types { text/html html; application/javascript js; text/css css; }"
-        conf = run / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(tmp=run, user=user, types=types, site=site), encoding="utf-8")
-        base = [NGINX, "-c", str(conf), "-p", f"{run}/", "-e", str(run / "error.log")]
-        check = subprocess.run([*base, "-t"], capture_output=True, text=True, timeout=30)
-        assert check.returncode == 0, f"nginx -t rejected the rendered site:\n{check.stderr}"
-        log = open(run / "nginx.out", "w")
-        procs.append(subprocess.Popen(base, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
-        log.close()
-        wait_until(lambda: procs[-1].poll() is not None or _port_open(port), timeout=15,
-                   message=f"nginx listening on {port}")
-        assert procs[-1].poll() is None, f"nginx exited: {(run / 'error.log').read_text()}"
-        return run
-
-    yield _start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGQUIT)  # graceful shutdown
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def _distinct_ports(n: int) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < n:
-        port = free_port()
-        if port not in ports:
-            ports.append(port)
-    return ports
+    """Factory: ``nginx(port, upstream_ports[, edit])`` runs nginx with the shipped site; stopped at teardown."""
+    runner = NginxRunner(tmp_path)
+    yield lambda port, upstream_ports, edit=lambda text: text: runner(SITE, port, list(upstream_ports), edit)
+    runner.stop_all()
 
 
 def test_nginx_proxies_app_and_websocket_and_serves_static(spawn, nginx, page):
     """Through the shipped nginx site the page, its websocket and clicks work, one docsyncd process holds the session, and nginx itself serves BokehJS."""
-    nginx_port, *upstream = _distinct_ports(3)
+    nginx_port, *upstream = distinct_ports(3)
     daemons = []
     for port in upstream:
         cmd = [*TWISTD_CMD, "-n", "--pidfile=", "docsync", "--port", str(port), "--address", "127.0.0.1",
@@ -183,7 +95,7 @@ curdoc().add_root(Div(name="facts", text="|".join([request.remote_ip, request.pr
 
 def test_nginx_with_use_xheaders(spawn, nginx, page, tmp_path):
     """Behind the shipped site, --use-xheaders gives apps, the access log and the origin check the browser's view (address, scheme, host), and --allow-host refuses other hosts."""
-    nginx_port, *upstream = _distinct_ports(3)
+    nginx_port, *upstream = distinct_ports(3)
     app = tmp_path / "facts.py"
     app.write_text(FACTS_APP)
     daemons = []

@@ -11,109 +11,27 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import os
-import pwd
 import re
-import signal
-import subprocess
 from pathlib import Path
 
 import pytest
-from bokeh.settings import settings
 from bokeh.util.token import get_session_id
 
-from e2e_support import REPO, TWISTD_CMD, _port_open, free_port, http_ok, wait_until
+from e2e_support import REPO, TWISTD_CMD, http_ok, wait_until
+from nginx_support import NginxRunner, distinct_ports
 from workers_support import connect, created, page_token, run, shares_one_document
 
 pytestmark = pytest.mark.e2e
 
-NGINX = "/usr/sbin/nginx"
 SITE = REPO / "etc" / "nginx" / "docsyncd-hash.conf"
-SHIPPED_STATIC = "/srv/docsync/venv/lib/python3.11/site-packages/bokeh/server/static/"
 APP = Path(__file__).parent / "apps" / "workers_app.py"
-
-NGINX_CONF = """\
-# Test wrapper around the shipped site: every file nginx writes is in {tmp}.
-daemon off;
-{user}
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log info;
-events {{ worker_connections 256; }}
-http {{
-    {types}
-    default_type application/octet-stream;
-    access_log {tmp}/access.log;
-    client_body_temp_path {tmp}/client_body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    include {site};
-}}
-"""
-
-
-def render_site(nginx_port: int, upstream_ports: list[int], static_dir: str) -> str:
-    """The shipped site with its ports and static directory replaced; each must occur exactly once."""
-    text = SITE.read_text(encoding="utf-8")
-    replacements = {
-        "listen 80;": f"listen 127.0.0.1:{nginx_port};",
-        "server 127.0.0.1:5006;": f"server 127.0.0.1:{upstream_ports[0]};",
-        "server 127.0.0.1:5007;": f"server 127.0.0.1:{upstream_ports[1]};",
-        f"alias {SHIPPED_STATIC};": f"alias {static_dir.rstrip('/')}/;",
-    }
-    for old, new in replacements.items():
-        assert text.count(old) == 1, f"{SITE} should contain {old!r} exactly once"
-        text = text.replace(old, new)
-    return text
-
 
 @pytest.fixture
 def nginx(tmp_path):
-    """Factory: ``nginx(port, upstream_ports)`` runs nginx with the rendered site; stopped at teardown."""
-    if not os.access(NGINX, os.X_OK):
-        pytest.skip(f"{NGINX} is not installed (apt-get install nginx)")
-    procs: list[subprocess.Popen] = []
-
-    def _start(port: int, upstream_ports: list[int]) -> Path:
-        run_dir = tmp_path / "nginx"
-        run_dir.mkdir()
-        site = run_dir / "docsyncd-hash.conf"
-        site.write_text(render_site(port, upstream_ports, str(settings.bokehjs_path())), encoding="utf-8")
-        user = f"user {pwd.getpwuid(os.geteuid()).pw_name};" if os.geteuid() == 0 else ""
-        types = "include /etc/nginx/mime.types;" if os.path.exists("/etc/nginx/mime.types") else \
-            "types { text/html html; application/javascript js; text/css css; }"
-        conf = run_dir / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(tmp=run_dir, user=user, types=types, site=site), encoding="utf-8")
-        base = [NGINX, "-c", str(conf), "-p", f"{run_dir}/", "-e", str(run_dir / "error.log")]
-        check = subprocess.run([*base, "-t"], capture_output=True, text=True, timeout=30)
-        assert check.returncode == 0, f"nginx -t rejected the rendered site:\n{check.stderr}"
-        with open(run_dir / "nginx.out", "w") as out:
-            procs.append(subprocess.Popen(base, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
-        wait_until(lambda: procs[-1].poll() is not None or _port_open(port), timeout=15,
-                   message=f"nginx listening on {port}")
-        assert procs[-1].poll() is None, f"nginx exited: {(run_dir / 'error.log').read_text()}"
-        return run_dir
-
-    yield _start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGQUIT)  # graceful shutdown
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def _distinct_ports(n: int) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < n:
-        port = free_port()
-        if port not in ports:
-            ports.append(port)
-    return ports
+    """Factory: ``nginx(port, upstream_ports[, edit])`` runs nginx with the shipped site; stopped at teardown."""
+    runner = NginxRunner(tmp_path)
+    yield lambda port, upstream_ports, edit=lambda text: text: runner(SITE, port, list(upstream_ports), edit)
+    runner.stop_all()
 
 
 @pytest.mark.timeout(180)
@@ -121,7 +39,7 @@ def test_hash_site_builds_each_document_once_across_two_daemons(spawn, nginx, pa
     """Through the shipped hash site, every websocket of a session (concurrent tabs on a named session, each with
     its own token, reconnects, a browser) reaches one daemon, which builds the document once; pages and sessions
     are spread over both daemons."""
-    nginx_port, *upstream = _distinct_ports(3)
+    nginx_port, *upstream = distinct_ports(3)
     daemons = []
     for port, mode in zip(upstream, (["--workers", "2"], ["--lazy-documents"])):
         cmd = [*TWISTD_CMD, "-n", "--pidfile=", "docsync", "--port", str(port), "--address", "127.0.0.1",

@@ -26,7 +26,6 @@ import os
 import re
 from typing import Any
 
-from bokeh.embed.bundle import bundle_for_objs_and_resources
 from bokeh.embed.elements import html_page_for_render_items
 from bokeh.embed.util import RenderItem
 from bokeh.util.serialization import make_globally_unique_css_safe_id
@@ -92,8 +91,7 @@ class LazyAppResource(AppResource):
 
     def render_GET(self, request: server.Request) -> int:
         def render(session: TokenOnly) -> str:
-            bundle = bundle_for_objs_and_resources(None, self.resources())
             item = RenderItem(token=session.token, elementid=make_globally_unique_css_safe_id(), use_for_title=True)
-            return html_page_for_render_items(bundle, {}, [item], None)
+            return html_page_for_render_items(self.page_bundle(), {}, [item], None)
 
         return _respond_later(request, self.session_for(request).addCallback(render), b"text/html; charset=utf-8")

@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 from autobahn.twisted.resource import WebSocketResource
 from bokeh.core.templates import AUTOLOAD_JS
 from bokeh.embed.bundle import Script, bundle_for_objs_and_resources
-from bokeh.embed.elements import script_for_render_items
-from bokeh.embed.server import server_html_page_for_session
+from bokeh.core.has_props import HasProps
+from bokeh.embed.elements import html_page_for_render_items, script_for_render_items
 from bokeh.embed.util import RenderItem
 from bokeh.resources import Resources
 from bokeh.settings import settings
@@ -237,6 +237,8 @@ class AppResource(resource.Resource):
         self.putChild(b"metadata", Metadata(self))
         if manager.app.static_path:
             self.putChild(b"static", ContainedFile(manager.app.static_path))  # no escape by symlink: files.py
+        self._page_bundle: tuple[str, str] = ("", "")
+        self._page_bundle_models = -1
 
     def getChild(self, name: bytes, request: server.Request) -> resource.Resource:
         if name == b"":
@@ -246,6 +248,19 @@ class AppResource(resource.Resource):
     def resources(self, absolute_url: str | None = None) -> Resources:
         root = (absolute_url or "").rstrip("/") + self.prefix + "/"
         return Resources(mode="server", root_url=root, path_versioner=self.static_files.versioned)
+
+    def page_bundle(self) -> tuple[str, str]:
+        """The page's script and style tags, rendered again only when new model classes appear.
+
+        Bundling walks every model class Bokeh knows, looking for extensions
+        and custom models: about half the cost of rendering a page, and the
+        same answer for every visitor until app code defines a new model class.
+        """
+        models = len(HasProps.model_class_reverse_map)
+        if models != self._page_bundle_models:
+            self._page_bundle = tuple(bundle_for_objs_and_resources(None, self.resources()))
+            self._page_bundle_models = models
+        return self._page_bundle
 
     def session_for(self, request: server.Request) -> defer.Deferred:
         try:
@@ -257,13 +272,17 @@ class AppResource(resource.Resource):
 
     def render_GET(self, request: server.Request) -> int:
         def render(session: Any) -> defer.Deferred:
-            doc = session.document
-            return session.with_document_locked(
-                server_html_page_for_session, session, resources=self.resources(), title=doc.title,
-                template=doc.template, template_variables=doc.template_variables,
-            )
+            return session.with_document_locked(self._page, session)
 
         return _respond_later(request, self.session_for(request).addCallback(render), b"text/html; charset=utf-8")
+
+
+    def _page(self, session: Any) -> str:
+        """The HTML page for ``session`` (what bokeh.embed.server's page function renders)."""
+        doc = session.document
+        item = RenderItem(token=session.token, roots=doc.roots, use_for_title=True)
+        return html_page_for_render_items(self.page_bundle(), {}, [item], doc.title, template=doc.template,
+                                          template_variables=doc.template_variables)
 
 
 class AutoloadJs(resource.Resource):

@@ -113,6 +113,26 @@ class PageTests(WebTestCase):
         text = self.server.get("/sliders").text
         self.assertRegex(text, r'src="/static/js/bokeh\.min\.js\?v=[0-9a-f]{32}"')
 
+    def test_resources_bundled_once_per_set_of_models(self):
+        """Pages reuse the rendered script tags until a new model class (an extension's) could change them."""
+        from bokeh.model import Model
+
+        from docsyncd import web
+
+        calls = []
+        original = web.bundle_for_objs_and_resources
+        self.patch(web, "bundle_for_objs_and_resources", lambda *args: calls.append(args) or original(*args))
+        self.server.get("/sliders")
+        second = self.server.get("/sliders").text
+        self.assertEqual(len(calls), 1)
+        self.assertIn("bokeh.min.js", second)
+
+        class PageBundleProbe(Model):  # registering a model class is what an extension's import does
+            pass
+
+        self.server.get("/sliders")
+        self.assertEqual(len(calls), 2)
+
     def test_metadata(self):
         """GET /<app>/metadata answers the app's URL and metadata as JSON."""
         response = self.server.get("/sliders/metadata")

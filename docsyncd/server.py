@@ -13,6 +13,7 @@ from typing import Any
 
 from twisted.web import http, server
 
+from . import bokeh_tuning
 from .apps import LoadedApp, empty_app
 from .callbacks import accept_coroutine_callbacks
 from .protocol import SyncFactory
@@ -61,6 +62,8 @@ def build_site(apps: list[LoadedApp], options: Any, reactor: Any,
     when it cannot be opened).
     """
     accept_coroutine_callbacks()
+    if not options.get("no-bokeh-tuning"):
+        bokeh_tuning.apply()
     store = store if store is not None else open_store(options.get("store"))
     at_root = not apps
     apps = apps or [empty_app()]

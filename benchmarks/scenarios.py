@@ -119,7 +119,7 @@ async def session_open(server: ServerProcess, sizes: Sizes) -> dict[str, float]:
     await warm_up(server, sizes.warmup)
     # half the floor samples before the window and half after, so that the
     # machine's drift during the window is in both numerator and denominator
-    floor_before = floor_cpu_seconds(server.app, sizes.floor_repeats)
+    floor_before = floor_cpu_seconds(server.app, sizes.floor_repeats, server.bokeh_tuning)
 
     async def one(_: int) -> float:
         start = time.perf_counter()
@@ -133,7 +133,7 @@ async def session_open(server: ServerProcess, sizes: Sizes) -> dict[str, float]:
     wall = time.perf_counter() - start
     await asyncio.sleep(SETTLE)
     cpu = (server.cpu_seconds() - cpu0) / sizes.sessions
-    floor = (floor_before + floor_cpu_seconds(server.app, sizes.floor_repeats)) / 2
+    floor = (floor_before + floor_cpu_seconds(server.app, sizes.floor_repeats, server.bokeh_tuning)) / 2
     return {
         "rate": sizes.sessions / wall,
         "p50": percentile_ms(latencies, 50),
@@ -289,7 +289,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
         Figure("p50", "latency p50 (ms)"),
         Figure("p99", "latency p99 (ms)"),
         Figure("cpu", "server CPU per session (ms)"),
-        Figure("floor", "floor: create_document + to_json in-process (ms)"),
+        Figure("floor", "floor: create_document + to_json, no server, same Bokeh (ms)"),
         Figure("over_floor", "server CPU per session / floor", Target(1.05, on_ratio=False)),
     ), session_open),
     Scenario("round_trip", "slider_div.py", "PATCH-DOC slider.value → PATCH-DOC div.text", (

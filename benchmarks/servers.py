@@ -99,6 +99,11 @@ class ServerProcess:
     builds_path: Path | None = None
 
     @property
+    def bokeh_tuning(self) -> bool:
+        """Whether the server runs docsyncd's leaner Bokeh internals (docsyncd's default, docsyncd/bokeh_tuning.py)."""
+        return base_kind(self.kind) == "docsyncd"
+
+    @property
     def address(self) -> AppAddress:
         """Where the app is served: /<script stem>, as ``bokeh serve app.py`` does."""
         return AppAddress(HOST, self.port, "/" + self.app.stem)

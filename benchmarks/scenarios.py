@@ -312,7 +312,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("large_doc", "big.py", f"{BIG_POINTS // 1000}k-point scatter, GET → PULL-DOC-REPLY", (
         Figure("time", "time to document (ms)", Target(0.8)),
         Figure("wire", "bytes received, page + websocket, raw (KiB)", Target(1.0)),
-        Figure("payload", "websocket frame payloads received (KiB)"),
+        Figure("payload", "websocket message payloads received, after inflation (KiB)"),
         Figure("cpu", "server CPU per visit (ms)"),
     ), large_doc),
     Scenario("session_open_workers", "session_count.py",

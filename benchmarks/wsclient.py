@@ -7,6 +7,10 @@ the server it measures. Framing is RFC 6455 for a client: masked frames out,
 unmasked frames in, ping answered with pong, fragmented messages reassembled.
 Each outgoing Bokeh message is written with a single ``write`` so that the
 client never triggers Nagle/delayed-ACK stalls of its own.
+
+Like a browser, the client offers permessage-deflate (RFC 7692) exactly as
+Chromium does, and inflates the messages a server sends compressed (RSV1) if
+it accepted; what it sends stays uncompressed, which the RFC allows.
 """
 
 from __future__ import annotations
@@ -15,12 +19,20 @@ import asyncio
 import base64
 import os
 import struct
+import zlib
 from dataclasses import dataclass, field
+from typing import Any
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
 #: Largest frame the client accepts; the 100k-point document is ~2 MB.
 MAX_FRAME = 256 * 1024 * 1024
+
+#: The extension offer Chromium sends with every websocket.
+DEFLATE_OFFER = "permessage-deflate; client_max_window_bits"
+
+#: The octets a sender strips from the end of every compressed message (RFC 7692 7.2.1).
+DEFLATE_TAIL = b"\x00\x00\xff\xff"
 
 
 class ConnectionClosed(Exception):
@@ -51,9 +63,42 @@ class Traffic:
 
     raw_in: int = 0
     raw_out: int = 0
+    #: message payloads received, after inflating the compressed ones
     payload_in: int = 0
     payload_out: int = 0
     frames_in: int = 0
+
+
+@dataclass
+class Inflater:
+    """The receiving side of a permessage-deflate the server accepted."""
+
+    window_bits: int = 15
+    #: server_no_context_takeover: each message starts a fresh stream
+    fresh_per_message: bool = False
+    _stream: Any = field(default=None, init=False, repr=False)
+
+    @classmethod
+    def from_response(cls, header: str | None) -> Inflater | None:
+        """The inflater a ``Sec-WebSocket-Extensions`` answer calls for; None if deflate was declined."""
+        for extension in (header or "").split(","):
+            name, *params = [part.strip() for part in extension.split(";")]
+            if name != "permessage-deflate":
+                continue
+            inflater = cls()
+            for param in params:
+                key, _, value = param.partition("=")
+                if key == "server_no_context_takeover":
+                    inflater.fresh_per_message = True
+                elif key == "server_max_window_bits":
+                    inflater.window_bits = int(value.strip('"'))
+            return inflater
+        return None
+
+    def inflate(self, body: bytes) -> bytes:
+        if self._stream is None or self.fresh_per_message:
+            self._stream = zlib.decompressobj(-self.window_bits)
+        return self._stream.decompress(body + DEFLATE_TAIL)
 
 
 async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], int]:
@@ -129,6 +174,8 @@ class WebSocket:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     subprotocol: str | None
+    #: set when the server accepted permessage-deflate
+    inflater: Inflater | None = None
     traffic: Traffic = field(default_factory=Traffic)
     closed: bool = False
 
@@ -139,7 +186,8 @@ class WebSocket:
         """Open a TCP connection and perform the upgrade handshake.
 
         ``subprotocols`` are joined with ", " as browsers do (Bokeh puts the
-        session token in the second entry).
+        session token in the second entry); permessage-deflate is offered as
+        Chromium offers it.
         """
         reader, writer = await asyncio.open_connection(host, port, limit=MAX_FRAME)
         key = base64.b64encode(os.urandom(16)).decode()
@@ -151,6 +199,7 @@ class WebSocket:
             f"Sec-WebSocket-Key: {key}",
             "Sec-WebSocket-Version: 13",
             f"Sec-WebSocket-Protocol: {', '.join(subprotocols)}",
+            f"Sec-WebSocket-Extensions: {DEFLATE_OFFER}",
         ]
         lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
         request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
@@ -163,7 +212,8 @@ class WebSocket:
         if status != 101:
             writer.close()
             raise HandshakeError(f"websocket upgrade refused: HTTP {status}")
-        ws = cls(reader, writer, resp_headers.get("sec-websocket-protocol"))
+        ws = cls(reader, writer, resp_headers.get("sec-websocket-protocol"),
+                 Inflater.from_response(resp_headers.get("sec-websocket-extensions")))
         ws.traffic.raw_out += len(request)
         ws.traffic.raw_in += wire
         return ws
@@ -184,7 +234,8 @@ class WebSocket:
         self.traffic.raw_out += len(data)
         self.writer.write(data)
 
-    async def _read_frame(self) -> tuple[bool, int, bytes]:
+    async def _read_frame(self) -> tuple[bool, int, bytes, bool]:
+        """(FIN, opcode, payload, RSV1) of the next frame."""
         b1, b2 = await self.reader.readexactly(2)
         n, header = b2 & 0x7F, 2
         if n == 126:
@@ -200,7 +251,7 @@ class WebSocket:
         else:
             payload = await self.reader.readexactly(n) if n else b""
         self.traffic.raw_in += header + n
-        return bool(b1 & 0x80), b1 & 0x0F, payload
+        return bool(b1 & 0x80), b1 & 0x0F, payload, bool(b1 & 0x40)
 
     async def recv(self) -> str | bytes:
         """Return the next data message; answer pings; raise ConnectionClosed at the end."""
@@ -208,9 +259,10 @@ class WebSocket:
             raise ConnectionClosed(None, "recv on a closed websocket")
         parts: list[bytes] = []
         opcode_of_message = None
+        compressed = False
         while True:
             try:
-                fin, opcode, payload = await self._read_frame()
+                fin, opcode, payload, rsv1 = await self._read_frame()
             except (asyncio.IncompleteReadError, ConnectionError) as exc:
                 self.closed = True
                 self.writer.close()
@@ -229,10 +281,17 @@ class WebSocket:
                 raise ConnectionClosed(code, payload[2:].decode("utf-8", "replace"))
             if opcode != OP_CONT:
                 opcode_of_message = opcode
+                compressed = rsv1
             parts.append(payload)
             if fin:
                 break
         data = b"".join(parts)
+        if compressed:
+            if self.inflater is None:  # a server must not compress what it did not negotiate
+                self.closed = True
+                self.writer.close()
+                raise ConnectionClosed(1002, "compressed message without permessage-deflate")
+            data = self.inflater.inflate(data)
         self.traffic.payload_in += len(data)
         self.traffic.frames_in += 1
         return data.decode("utf-8") if opcode_of_message == OP_TEXT else data

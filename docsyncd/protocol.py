@@ -4,9 +4,10 @@ Autobahn discards what ``onMessage`` returns, so each connection feeds its
 frames through its own ``DeferredLock``: a message is handled only after the
 previous one finished, even when handling waits for the document lock.
 Messages that arrive before the session is ready (a client that does not wait
-for ACK) queue on the same lock instead of failing.
+for ACK) queue on the same lock instead of failing.  permessage-deflate, when
+the client offers it: docsyncd/compression.py.
 
-Tests: tests/test_protocol.py
+Tests: tests/test_protocol.py; compression in tests/test_compression.py
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from . import logs, wire
+from .compression import MIN_SIZE, Compression
 from .contexts import RequestContext
 from .limits import BackpressureMixin
 from .metrics import REGISTRY
@@ -50,13 +52,15 @@ class SyncFactory(WebSocketServerFactory):
     max_send_buffer = 64 * 1024 * 1024
 
     def __init__(self, manager: SessionManager, clock: Any, origins: OriginPolicy, tokens: TokenPolicy,
-                 keep_alive: float = 37.0, max_message_size: int = 20 * 1024 * 1024):
+                 keep_alive: float = 37.0, max_message_size: int = 20 * 1024 * 1024, compression_level: int = 1):
         super().__init__()
         self.protocol = SyncProtocol
         self.manager = manager
         self.clock = clock
         self.origins = origins
         self.tokens = tokens
+        #: permessage-deflate offers are declined at level 0 (--no-websocket-compression).
+        self.compression = Compression(compression_level) if compression_level else None
         self.setProtocolOptions(
             autoPingInterval=keep_alive or 0,
             autoPingTimeout=keep_alive or 0,
@@ -67,6 +71,8 @@ class SyncFactory(WebSocketServerFactory):
             # code instead of dropping the TCP connection (1006).
             failByDrop=False,
         )
+        if self.compression is not None:
+            self.setProtocolOptions(perMessageCompressionAccept=self.compression.accept)
 
 
 class SyncProtocol(BackpressureMixin, WebSocketServerProtocol):  # slow clients: limits.py
@@ -105,6 +111,8 @@ class SyncProtocol(BackpressureMixin, WebSocketServerProtocol):  # slow clients:
         return "bokeh" if "bokeh" in protocols else None
 
     def onOpen(self) -> None:
+        if self.factory.compression is not None:
+            self.factory.compression.adopt(self)
         if self._refusal:
             log.warn("closing websocket from {peer}: {reason}", peer=self.peer, reason=self._refusal)
             self.close(CLOSE_POLICY_VIOLATION, self._refusal)
@@ -182,7 +190,8 @@ class SyncProtocol(BackpressureMixin, WebSocketServerProtocol):  # slow clients:
         REGISTRY.count("docsync_messages_sent_total", msgtype=frames.msgtype)
         REGISTRY.count("docsync_bytes_sent_total", frames.nbytes)
         for frame in frames:
-            self.sendMessage(frame.payload, frame.is_binary)
+            self.sendMessage(frame.payload, frame.is_binary,
+                             doNotCompress=frame.is_binary or len(frame.payload) < MIN_SIZE)
 
     def close(self, code: int, reason: str) -> None:
         """Start the closing handshake with any RFC 6455 code.

@@ -92,6 +92,7 @@ def build_site(apps: list[LoadedApp], options: Any, reactor: Any,
             manager, reactor, origins, tokens,
             keep_alive=options["keep-alive"] / 1000.0,
             max_message_size=options["websocket-max-message-size"],
+            compression_level=options["websocket-compression-level"],  # 0 with --no-websocket-compression
         )
         factories.append(factory)
         url = f"{prefix}/{app.name}"

@@ -53,6 +53,8 @@ class Options(GuardOptions, usage.Options):  # proxy, access and limit options: 
         ["session-ids", None, "unsigned", "unsigned; signed with DOCSYNC_SECRET_KEY (BOKEH_SECRET_KEY also read); or "
                                           "external-signed: signed, and only ids made elsewhere are accepted."],
         ["websocket-max-message-size", None, 20 * 1024 * 1024, "Largest websocket message accepted, in bytes.", int],
+        ["websocket-compression-level", None, 1, "zlib level (1 fastest to 9 smallest) of permessage-deflate, "
+                                                 "used when a client offers it (0: off).", int],
         ["log-level", None, "info", f"One of {', '.join(logs.LEVELS)}."],
         ["log-format", None, "text", "text, or json: one JSON object per line, for log shippers."],
         ["stats-log-frequency", None, 15000, "Milliseconds between log lines counting sessions and connections (0: none).", int],
@@ -63,6 +65,7 @@ class Options(GuardOptions, usage.Options):  # proxy, access and limit options: 
                                 "(0: one per core); implies --lazy-documents. See docsyncd/workers.py.", int],
     ]
     optFlags = [
+        ["no-websocket-compression", None, "Decline permessage-deflate (the same as --websocket-compression-level 0)."],
         ["disable-index", None, "Answer 404 at / instead of listing the apps."],
         ["dev", None, "Watch each app's .py, .html, .css and .yaml files; on a change, reload the app "
                       "and the open pages (development only)."],
@@ -123,6 +126,10 @@ class Options(GuardOptions, usage.Options):  # proxy, access and limit options: 
             raise usage.UsageError(f"--log-level must be one of {', '.join(logs.LEVELS)}")
         if self["log-format"] not in ("text", "json"):
             raise usage.UsageError("--log-format must be text or json")
+        if not 0 <= self["websocket-compression-level"] <= 9:
+            raise usage.UsageError("--websocket-compression-level must be 0 (off) to 9")
+        if self["no-websocket-compression"]:
+            self["websocket-compression-level"] = 0
         if self["stats-log-frequency"] < 0:
             raise usage.UsageError("--stats-log-frequency must be 0 (off) or a positive number of milliseconds")
         if self["log-format"] == "json" and getattr(self, "parent", None) is not None:

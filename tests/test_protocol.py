@@ -203,6 +203,33 @@ class MessageTests(ProtocolTestCase):
         self.assertEqual(client.msgtypes(), ["ACK", "PULL-DOC-REPLY"])
         self.assertEqual(doc.get_model_by_name("slider").value, 1)
 
+    def test_open_connection_sends_without_autobahn_debug_formatting(self):
+        """Frames to an open connection arrive and are counted, without Autobahn formatting a debug line for each."""
+        from autobahn.websocket import protocol as autobahn_protocol
+
+        from docsyncd.protocol import SyncProtocol
+
+        formatted = []
+        original = autobahn_protocol.hltype
+
+        def spy(obj):
+            if isinstance(getattr(obj, "__self__", None), SyncProtocol):
+                formatted.append(obj.__name__)
+            return original(obj)
+
+        self.patch(autobahn_protocol, "hltype", spy)
+        client, pump, token = self.open()
+        [connection] = self.server.session_of("sliders", token).connections
+        formatted.clear()  # the handshake's answer takes Autobahn's path
+        stats = connection.trafficStats
+        wire_before, payload_before = stats.outgoingOctetsWireLevel, stats.outgoingOctetsAppLevel
+        doc = self.pull(client, pump)
+        self.assertEqual(doc.get_model_by_name("slider").value, 1)
+        self.assertEqual(formatted, [])
+        payload = stats.outgoingOctetsAppLevel - payload_before
+        self.assertGreater(payload, 0)
+        self.assertGreater(stats.outgoingOctetsWireLevel - wire_before, payload)  # frame headers on top
+
     def test_pull_before_ack(self):
         """A PULL-DOC-REQ sent before the ACK arrives is answered after the ACK, in order."""
         gate = self.server.managers["gated"].server_context.gate = defer.Deferred()

@@ -13,8 +13,17 @@ not depend on anything a document does:
 - ``HasProps._overridden_defaults`` merges the class's ``Override`` values
   along its MRO on every default lookup, though classes never change them.
 - ``PropertyDescriptor.is_unstable`` imports two names on every call.
+- ``PropertyDescriptor.has_unstable_default`` asks the property, on every
+  default lookup, whether its default may be mutable: a walk through its
+  type parameters, though a property's default and types never change once
+  it is built. The answer is kept on the descriptor.
+- ``PropertyDescriptor.instance_default`` validates and transforms an
+  unset property's default on every read. A default that cannot change
+  (not a container, not a model; Bokeh's "stable" default) and that no theme
+  overrides is the same value for every instance of a class, so it is
+  computed once per class.
 
-``apply`` replaces these three with equivalents (same answers, same
+``apply`` replaces these five with equivalents (same answers, same
 notifications) once per process; ``--no-bokeh-tuning`` leaves Bokeh as it is.
 The owners change relies on how Bokeh's ``wrappers`` module uses ``_owners``,
 so it is only made when that module uses it exactly as this code expects;
@@ -57,6 +66,8 @@ def apply() -> None:
     _compact_owners()
     _cache_overridden_defaults()
     _import_once_in_is_unstable()
+    _remember_mutable_defaults()
+    _share_stable_defaults()
 
 
 def unknown_owner_uses(source: str) -> list[str]:
@@ -116,3 +127,39 @@ def _import_once_in_is_unstable() -> None:
         return isinstance(value, unstable)
 
     PropertyDescriptor.is_unstable = classmethod(is_unstable)
+
+
+def _remember_mutable_defaults() -> None:
+    from bokeh.core.property.descriptors import PropertyDescriptor
+
+    def has_unstable_default(self: Any, obj: Any) -> bool:
+        try:
+            mutable = self._docsyncd_mutable_default
+        except AttributeError:
+            mutable = self._docsyncd_mutable_default = self.property._may_have_unstable_default()
+        # overrides belong to obj's class, which a descriptor shares with subclasses: asked each time
+        return mutable or self.is_unstable(obj.__overridden_defaults__.get(self.name, None))
+
+    PropertyDescriptor.has_unstable_default = has_unstable_default
+
+
+def _share_stable_defaults() -> None:
+    from bokeh.core.property.descriptors import PropertyDescriptor
+
+    compute = PropertyDescriptor.instance_default
+
+    def instance_default(self: Any, obj: Any) -> Any:
+        if obj.themed_values() is not None or self.has_unstable_default(obj):
+            return compute(self, obj)
+        try:
+            per_class = self._docsyncd_stable_defaults
+        except AttributeError:
+            per_class = self._docsyncd_stable_defaults = {}
+        cls = type(obj)
+        try:
+            return per_class[cls]
+        except KeyError:
+            value = per_class[cls] = compute(self, obj)
+            return value
+
+    PropertyDescriptor.instance_default = instance_default

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 
 from bokeh.core.has_props import HasProps
 from bokeh.core.property import wrappers
@@ -131,6 +132,85 @@ class DefaultsTests(SynchronousTestCase):
         self.assertTrue(PropertyDescriptor.is_unstable(InstanceDefault(Div)))
         self.assertFalse(PropertyDescriptor.is_unstable([]))
         self.assertFalse(PropertyDescriptor.is_unstable(None))
+
+
+class MutableDefaultsTests(SynchronousTestCase):
+    def test_has_unstable_default_as_bokeh_answers(self):
+        """For every property of every model class: mutable default or not, as Bokeh's own formula says."""
+        for cls in HasProps.model_class_reverse_map.values():
+            for name in cls.properties():
+                descriptor = cls.lookup(name)
+                expected = descriptor.property._may_have_unstable_default() or \
+                    PropertyDescriptor.is_unstable(cls.__overridden_defaults__.get(name))
+                self.assertEqual(descriptor.has_unstable_default(cls), expected, f"{cls.__name__}.{name}")
+
+    def test_mutable_defaults_not_shared(self):
+        """Each model still gets its own list default: changing one leaves the other alone."""
+        first, second = Div(), Div()
+        first.tags.append("x")
+        self.assertEqual(second.tags, [])
+
+
+class StableDefaultsTests(SynchronousTestCase):
+    def test_defaults_as_bokeh_computes_them(self):
+        """Every immutable default read from a fresh model is the value Bokeh's themed_default gives."""
+        checked = 0
+        for cls in HasProps.model_class_reverse_map.values():
+            try:
+                with warnings.catch_warnings():  # deprecated models warn when made
+                    warnings.simplefilter("ignore")
+                    obj = cls()
+            except Exception:  # abstract or needs arguments
+                continue
+            for name in cls.properties():
+                descriptor = cls.lookup(name)
+                if descriptor.has_unstable_default(obj) or not hasattr(descriptor, "instance_default"):
+                    continue
+                expected = descriptor.property.themed_default(cls, name, None)
+                got = descriptor.instance_default(obj)
+                self.assertTrue(got == expected or got != got and expected != expected,  # nan: not equal to itself
+                                f"{cls.__name__}.{name}: {got!r} != {expected!r}")
+                checked += 1
+        self.assertGreater(checked, 1000)
+
+    def test_computed_once_per_class(self):
+        """Reading an unset property on many models validates its default once, not once per read."""
+        from bokeh.core.properties import String
+        from bokeh.model import Model
+
+        class TuningCounted(Model):
+            label = String("x")
+
+        prop = TuningCounted.lookup("label").property
+        calls = []
+        compute = prop.themed_default
+        prop.themed_default = lambda *args, **kwargs: calls.append(args) or compute(*args, **kwargs)
+        self.assertEqual([TuningCounted().label for _ in range(3)], ["x"] * 3)
+        self.assertEqual(len(calls), 1)
+
+    def test_subclass_override_is_its_own(self):
+        """A default overridden in a subclass is not the parent's, whichever class is read first."""
+        from bokeh.core.properties import Int, Override
+        from bokeh.model import Model
+
+        class TuningParent(Model):
+            count = Int(1)
+
+        class TuningChild(TuningParent):
+            count = Override(default=2)
+
+        self.assertEqual((TuningParent().count, TuningChild().count, TuningParent().count), (1, 2, 1))
+
+    def test_themed_instance_not_shared(self):
+        """A theme's value reaches its document's models; a model outside keeps the class default."""
+        from bokeh.themes import Theme
+
+        doc = Document()
+        doc.theme = Theme(json={"attrs": {"Slider": {"bar_color": "red"}}})
+        themed, plain = Slider(start=0, end=1, value=0), Slider(start=0, end=1, value=0)
+        default = plain.bar_color
+        doc.add_root(themed)
+        self.assertEqual((themed.bar_color, plain.bar_color), ("red", default))
 
 
 class OptionTests(SynchronousTestCase):

@@ -186,6 +186,25 @@ class DiscardTests(ManagerTestCase):
         self.successResultOf(self.manager.discard_unused(0))
         self.assertIs(self.manager.get("zero"), session)
 
+    def test_expired_together_collected_once(self):
+        """Sessions discarded together cost one garbage collection, and their documents are freed."""
+        import gc
+        import weakref
+
+        manager = self.manager_for(write_app(self.tmp_path, "plain", SLIDER_APP))  # hooks that keep nothing
+        sessions = [self.successResultOf(self.create(manager, f"batch{i}")) for i in range(3)]
+        documents = [weakref.ref(session.document) for session in sessions]
+        del sessions
+        collections = []
+        collect, get_referrers = gc.collect, gc.get_referrers
+        counting = lambda *args: collections.append(args) or collect(*args)  # noqa: E731
+        self.patch(gc, "collect", counting)
+        self.clock.advance(20)
+        self.successResultOf(manager.discard_unused(15))
+        self.assertEqual(len(collections), 1)
+        self.assertEqual([ref() for ref in documents], [None, None, None])
+        self.assertEqual((gc.collect, gc.get_referrers), (counting, get_referrers))  # both restored
+
     def test_discard_all(self):
         """``discard_all`` discards connected sessions too, running every destroyed hook."""
         for sid in ("a", "b"):

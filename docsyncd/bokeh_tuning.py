@@ -18,10 +18,11 @@ not depend on anything a document does:
   type parameters, though a property's default and types never change once
   it is built. The answer is kept on the descriptor.
 - ``PropertyDescriptor.instance_default`` validates and transforms an
-  unset property's default on every read. A default that cannot change
-  (not a container, not a model; Bokeh's "stable" default) and that no theme
-  overrides is the same value for every instance of a class, so it is
-  computed once per class.
+  unset property's default on every read. A "stable" default (Bokeh's word:
+  not stored per instance) that no theme overrides is the same value for
+  every instance of a class, so it is computed once per class, when that
+  value is immutable (a few stable defaults are fresh lists, e.g.
+  ``line_dash``, and stay fresh).
 
 ``apply`` replaces these five with equivalents (same answers, same
 notifications) once per process; ``--no-bokeh-tuning`` leaves Bokeh as it is.
@@ -159,7 +160,16 @@ def _share_stable_defaults() -> None:
         try:
             return per_class[cls]
         except KeyError:
-            value = per_class[cls] = compute(self, obj)
+            value = compute(self, obj)
+            if _immutable(value):
+                per_class[cls] = value
             return value
 
     PropertyDescriptor.instance_default = instance_default
+
+
+def _immutable(value: Any) -> bool:
+    """Whether ``value`` can be handed to every instance: no instance could change it in place."""
+    if isinstance(value, tuple):
+        return all(_immutable(item) for item in value)
+    return isinstance(value, (str, int, float, bool, bytes, type(None)))

@@ -173,6 +173,32 @@ class StableDefaultsTests(SynchronousTestCase):
                 checked += 1
         self.assertGreater(checked, 1000)
 
+    def test_no_mutable_default_shared(self):
+        """Two instances never get the same list, dict or set as a default (``line_dash`` is a fresh list each read)."""
+        for cls in HasProps.model_class_reverse_map.values():
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    first, second = cls(), cls()
+            except Exception:
+                continue
+            for name in cls.properties():
+                descriptor = cls.lookup(name)
+                if not hasattr(descriptor, "instance_default"):
+                    continue
+                value = descriptor.instance_default(first)
+                if isinstance(value, (list, dict, set)):
+                    self.assertIsNot(descriptor.instance_default(second), value, f"{cls.__name__}.{name}")
+
+    def test_stable_list_default_not_shared(self):
+        """Appending to an unset list-valued default changes nothing for another model, as in Bokeh."""
+        from bokeh.models import GlyphRenderer, Line
+
+        first, second = Line(), Line()
+        first.line_dash.append(3)
+        self.assertEqual(second.line_dash, [])
+        self.assertIsNone(GlyphRenderer().name)
+
     def test_computed_once_per_class(self):
         """Reading an unset property on many models validates its default once, not once per read."""
         from bokeh.core.properties import String

@@ -1,9 +1,9 @@
 """Leaner Bokeh model internals for a process that holds many documents at once.
 
 A server keeps one document per session, so what Bokeh spends per model is
-paid hundreds of times over. Profiles of docsyncd (tracemalloc, py-spy; see
-benchmarks/README.md) show three costs in Bokeh's property machinery that do
-not depend on anything a document does:
+paid hundreds of times over. Profiles of docsyncd (tracemalloc, py-spy,
+cProfile) show five costs in Bokeh's property machinery that do not depend on
+anything a document does:
 
 - Every list, dict and column-data value of a property is a
   ``PropertyValueContainer`` holding a ``set`` of its owners, almost always

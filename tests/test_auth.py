@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 import time
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -21,42 +22,7 @@ from unit_support import SLIDER_APP, make_token, write_app, write_dir_app
 COOKIE_SECRET = "cookie-secret-for-the-tests"
 
 #: An auth module as an operator writes it: get_user reads a signed cookie that the login page sets.
-AUTH_MODULE = '''
-from html import escape
-from twisted.web.resource import Resource
-
-login_url = "/login"
-logout_url = "/logout"
-
-def get_user(request):
-    user = request.get_secure_cookie("user")
-    return user.decode() if user else None
-
-class LoginHandler(Resource):
-    isLeaf = True
-
-    def render_GET(self, request):
-        next_url = escape(request.args.get(b"next", [b"/"])[0].decode())
-        return (f'<form method="post" action="login"><input name="username"><input name="password" type="password">'
-                f'<input type="hidden" name="next" value="{next_url}"><button>Log in</button></form>').encode()
-
-    def render_POST(self, request):
-        password = request.args.get(b"password", [b""])[0]
-        if password != b"sesame":
-            request.setResponseCode(403)
-            return b"wrong password"
-        request.set_secure_cookie("user", request.args[b"username"][0].decode())
-        request.redirect(request.args.get(b"next", [b"/"])[0])
-        return b""
-
-class LogoutHandler(Resource):
-    isLeaf = True
-
-    def render_GET(self, request):
-        request.clear_cookie("user")
-        request.redirect(b"login")
-        return b""
-'''
+AUTH_MODULE = (Path(__file__).resolve().parent.parent / "examples" / "auth_cookie.py").read_text()
 
 ASYNC_AUTH_MODULE = '''
 from twisted.internet import defer

@@ -31,44 +31,7 @@ pytestmark = pytest.mark.e2e
 
 COOKIE_SECRET = "e2e-cookie-secret"
 
-AUTH_MODULE = '''
-from html import escape
-from twisted.web.resource import Resource
-
-login_url = "/login"
-logout_url = "/logout"
-
-def get_user(request):
-    user = request.get_secure_cookie("user")
-    return user.decode() if user else None
-
-class LoginHandler(Resource):
-    isLeaf = True
-
-    def render_GET(self, request):
-        next_url = escape(request.args.get(b"next", [b"/"])[0].decode())
-        return (f'<!DOCTYPE html><html><body><form method="post" action="login">'
-                f'<label>User <input name="username"></label>'
-                f'<label>Password <input name="password" type="password"></label>'
-                f'<input type="hidden" name="next" value="{next_url}">'
-                f'<button type="submit">Log in</button></form></body></html>').encode()
-
-    def render_POST(self, request):
-        if request.args.get(b"password", [b""])[0] != b"sesame":
-            request.setResponseCode(403)
-            return b"wrong password"
-        request.set_secure_cookie("user", request.args[b"username"][0].decode())
-        request.redirect(request.args.get(b"next", [b"/"])[0])
-        return b""
-
-class LogoutHandler(Resource):
-    isLeaf = True
-
-    def render_GET(self, request):
-        request.clear_cookie("user")
-        request.redirect(b"login")
-        return b""
-'''
+AUTH_MODULE = (EXAMPLES / "auth_cookie.py").read_text()
 
 #: An app that streams ~200 KB patches to every connection, 20 times a second.
 STREAMING_APP = """

@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 import urllib.request
 from pathlib import Path
 
@@ -21,6 +20,8 @@ import pytest
 from twisted.internet.testing import MemoryReactorClock
 
 from docsyncd import cli, tap
+
+from e2e.e2e_support import free_port, wait_until  # tests/e2e, a namespace package beside this file
 
 REPO = Path(__file__).resolve().parents[1]
 PRESS_ME = REPO / "examples" / "press_me.py"
@@ -59,23 +60,6 @@ def assert_one_line_error(result, *fragments: str) -> None:
         assert fragment in lines[0], lines[0]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate, timeout: float, message: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(0.05)
-
-
 class Served:
     """A ``docsync serve`` subprocess with its stdout in a file."""
 
@@ -96,7 +80,7 @@ class Served:
             if self.proc.poll() is not None:
                 pytest.fail(f"docsync serve exited with {self.proc.returncode}; log:\n{self.log()}")
             return text in self.log()
-        wait_until(seen, timeout, f"{text!r} in the log")
+        wait_until(seen, timeout, message=f"{text!r} in the log")
 
     def stop(self) -> int:
         if self.proc.poll() is None:
@@ -189,7 +173,8 @@ def test_show_opens_the_app_in_the_browser(serve, tmp_path):
     browser = f"sh -c {shlex.quote(f'echo %s >> {opened}')}"
     server = serve(str(PRESS_ME), "--port", str(port), "--address", "127.0.0.1", "--show",
                    env={"BROWSER": browser})
-    wait_until(lambda: opened.exists() and opened.read_text().strip(), START_TIMEOUT, "the browser to be opened")
+    wait_until(lambda: opened.exists() and opened.read_text().strip(), START_TIMEOUT,
+               message="the browser to be opened")
     assert opened.read_text().split() == [f"http://127.0.0.1:{port}/press_me"]
     assert server.stop() == 0
 

@@ -97,11 +97,7 @@ class ServerTestCase(SynchronousTestCase):
         self.tmp_path = tmp_path
 
     def start_server(self, *paths: str, args: list[str] | tuple[str, ...] = ()) -> InMemoryServer:
-        server = InMemoryServer(list(paths), list(args))
-        server.service.startService()
-        self.addCleanup(server.restore)
-        self.addCleanup(lambda: self.successResultOf(server.service.stopService()))
-        return server
+        return InMemoryServer(list(paths), list(args)).start_for(self)
 
     def facts(self, server: InMemoryServer, app: str, session_id: str) -> str:
         return server.managers[app].get(session_id).document.get_model_by_name("facts").text

@@ -62,11 +62,8 @@ def slider_doc(value=1):
 
 class ClientTestCase(SynchronousTestCase):
     def setUp(self):
-        self.server = InMemoryServer([])  # no --app: the empty app at /
         self.addCleanup(self.assert_nothing_scheduled)
-        self.server.service.startService()
-        self.addCleanup(self.server.restore)
-        self.addCleanup(lambda: self.successResultOf(self.server.service.stopService()))
+        self.server = InMemoryServer([]).start_for(self)  # no --app: the empty app at /
         self.manager = self.server.managers[""]
         self.endpoint = InMemoryEndpoint(self.server)
 

@@ -117,12 +117,8 @@ class CompressionTestCase(SynchronousTestCase):
         self.server = self.start_server()
 
     def start_server(self, *args):
-        server = InMemoryServer([write_app(self.tmp_path, "big", BIG_APP), write_app(self.tmp_path, "sliders", SLIDER_APP)],
-                                list(self.server_args) + list(args))
-        server.service.startService()
-        self.addCleanup(server.restore)
-        self.addCleanup(lambda: self.successResultOf(server.service.stopService()))
-        return server
+        apps = [write_app(self.tmp_path, "big", BIG_APP), write_app(self.tmp_path, "sliders", SLIDER_APP)]
+        return InMemoryServer(apps, list(self.server_args) + list(args)).start_for(self)
 
     def open(self, app="big", **kwargs) -> RawWebSocket:
         ws = RawWebSocket(self.server, app, **kwargs)

@@ -42,10 +42,7 @@ class EndpointTests(SynchronousTestCase):
         self.tmp_path = tmp_path
 
     def setUp(self):
-        self.server = InMemoryServer([write_app(self.tmp_path, "sliders", SLIDER_APP)])
-        self.addCleanup(self.server.restore)
-        self.server.service.startService()
-        self.addCleanup(self.server.service.stopService)
+        self.server = InMemoryServer([write_app(self.tmp_path, "sliders", SLIDER_APP)]).start_for(self)
 
     def test_metrics_count_sessions_messages_and_builds(self):
         """Opening a session and pulling its document shows up in /metrics: sessions, connections, messages, bytes, build time."""

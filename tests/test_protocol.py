@@ -32,11 +32,7 @@ class ProtocolTestCase(SynchronousTestCase):
         )
 
     def start_server(self, *paths, args=()):
-        server = InMemoryServer(list(paths), list(self.server_args) + list(args))
-        server.service.startService()
-        self.addCleanup(server.restore)
-        self.addCleanup(lambda: self.successResultOf(server.service.stopService()))
-        return server
+        return InMemoryServer(list(paths), list(self.server_args) + list(args)).start_for(self)
 
     def open(self, app="sliders", token=None, **kwargs):
         token = token or make_token()

@@ -117,11 +117,7 @@ class PublishingTests(SynchronousTestCase):
         self.tmp_path = tmp_path
 
     def start_server(self, paths=(), args=()):
-        server = InMemoryServer(list(paths), ["--store", str(self.tmp_path / "store.sqlite"), *args])
-        server.service.startService()
-        self.addCleanup(server.restore)
-        self.addCleanup(lambda: self.successResultOf(server.service.stopService()))
-        return server
+        return InMemoryServer(list(paths), ["--store", str(self.tmp_path / "store.sqlite"), *args]).start_for(self)
 
     def setUp(self):
         self.server = self.start_server()
@@ -288,10 +284,7 @@ class PublishingTests(SynchronousTestCase):
 
 class EmptyAppTests(SynchronousTestCase):
     def setUp(self):
-        self.server = InMemoryServer([])
-        self.server.service.startService()
-        self.addCleanup(self.server.restore)
-        self.addCleanup(lambda: self.successResultOf(self.server.service.stopService()))
+        self.server = InMemoryServer([]).start_for(self)
 
     def test_root_serves_empty_app_for_named_sessions(self):
         """Without --app, /?bokeh-session-id=X is the empty app's page, with /ws, /metadata and /autoload.js."""

@@ -22,11 +22,7 @@ class WebTestCase(SynchronousTestCase):
         self.tmp_path = tmp_path
 
     def start_server(self, *paths, args=()):
-        server = InMemoryServer(list(paths), list(args))
-        server.service.startService()
-        self.addCleanup(server.restore)
-        self.addCleanup(lambda: self.successResultOf(server.service.stopService()))
-        return server
+        return InMemoryServer(list(paths), list(args)).start_for(self)
 
     def sliders(self, *args):
         return self.start_server(write_app(self.tmp_path, "sliders", SLIDER_APP), args=args)

@@ -263,6 +263,13 @@ class InMemoryServer:
         txaio.config.loop = self._previous_loop
         _producer_helpers.cooperate = self._previous_cooperate
 
+    def start_for(self, case: Any) -> InMemoryServer:
+        """Start the service for the test ``case``, which stops it and restores the globals when it ends."""
+        self.service.startService()
+        case.addCleanup(self.restore)
+        case.addCleanup(lambda: case.successResultOf(self.service.stopService()))
+        return self
+
     def connect(self, client: Protocol) -> iosim.IOPump:
         port = next(self._ports)
         server_protocol = self.site.buildProtocol(IPv4Address("TCP", "127.0.0.1", port))

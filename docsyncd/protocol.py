@@ -22,7 +22,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from . import logs, wire
-from .compression import MIN_SIZE, Compression
+from .compression import MIN_SIZE, Compression, Deflate, deflated
 from .contexts import RequestContext
 from .limits import BackpressureMixin
 from .metrics import REGISTRY
@@ -209,9 +209,12 @@ class SyncProtocol(BackpressureMixin, QuietFrameWriter):  # slow clients: limits
             return
         REGISTRY.count("docsync_messages_sent_total", msgtype=frames.msgtype)
         REGISTRY.count("docsync_bytes_sent_total", frames.nbytes)
-        for frame in frames:
-            self.sendMessage(frame.payload, frame.is_binary,
-                             doNotCompress=frame.is_binary or len(frame.payload) < MIN_SIZE)
+        deflate = self._perMessageCompress if isinstance(self._perMessageCompress, Deflate) else None  # Compression.adopt
+        for index, frame in enumerate(frames):
+            if deflate is not None and not frame.is_binary and len(frame.payload) >= MIN_SIZE:
+                self.sendFrame(opcode=1, payload=deflated(frames, index, deflate.parameters), rsv=4)
+            else:
+                self.sendMessage(frame.payload, frame.is_binary, doNotCompress=True)
 
     def close(self, code: int, reason: str) -> None:
         """Start the closing handshake with any RFC 6455 code.

@@ -36,6 +36,8 @@ class EncodedMessage(list):
 
     msgtype: str
     nbytes: int
+    #: deflated text frames by (index, deflate parameters), filled by compression.deflated
+    deflated: dict[tuple[int, tuple[int, int, int]], bytes]
 
 
 def encode(message: Any) -> EncodedMessage:
@@ -50,6 +52,7 @@ def encode(message: Any) -> EncodedMessage:
         frames.append(Frame(buffer.to_bytes(), True))
     frames.msgtype = message.msgtype
     frames.nbytes = sum(len(f.payload) for f in frames)
+    frames.deflated = {}
     return frames
 
 

@@ -47,10 +47,11 @@ def inflate(body: bytes) -> bytes:
 class RawWebSocket:
     """A browser's side of one websocket, byte by byte: the upgrade, masked frames out, frames in with their RSV1."""
 
-    def __init__(self, server: InMemoryServer, app: str, extensions: str | None = CHROMIUM_OFFER):
+    def __init__(self, server: InMemoryServer, app: str, extensions: str | None = CHROMIUM_OFFER,
+                 token: str | None = None):
         self.client = RawClient()
         self.pump = server.connect(self.client)
-        request = upgrade_request(f"/{app}/ws", f"bokeh, {make_token()}")
+        request = upgrade_request(f"/{app}/ws", f"bokeh, {token or make_token()}")
         if extensions is not None:
             request = request[:-2] + f"Sec-WebSocket-Extensions: {extensions}\r\n\r\n".encode("latin-1")
         self.client.transport.write(request)
@@ -190,6 +191,26 @@ class SendTests(CompressionTestCase):
         reply.push_to_document(doc)
         self.assertEqual(doc.get_model_by_name("div").text, "lorem ipsum " * 400)
         self.assertEqual(list(doc.get_model_by_name("source").data["y"][:3]), [0.0, 1.0, 2.0])
+
+    def test_fanned_out_patch_deflated_once(self):
+        """A large patch to two connections of one session is deflated once; both get the same bytes."""
+        from bokeh.util.token import get_session_id
+
+        token = make_token()
+        first, second = self.open(token=token), self.open(token=token)
+        session = self.server.managers["big"].get(get_session_id(token))
+        compressors = []
+        compressobj = zlib.compressobj
+        self.patch(zlib, "compressobj", lambda *args: compressors.append(args) or compressobj(*args))
+        self.successResultOf(session.with_document_locked(
+            lambda: setattr(session.document.get_model_by_name("div"), "text", "dolor sit amet " * 400)))
+        for ws in (first, second):
+            ws.pump.flush()
+        sent = [[p for rsv1, op, p in ws.frames() if rsv1] for ws in (first, second)]
+        self.assertEqual(len(compressors), 1)
+        self.assertEqual(len(sent[0]), 1)
+        self.assertEqual(sent[0], sent[1])
+        self.assertIn(b"dolor sit amet", inflate(sent[0][0]))
 
     def test_level_option(self):
         """--websocket-compression-level 9 sends exactly zlib's level-9 raw deflate of the frame."""

@@ -210,11 +210,17 @@ class SyncProtocol(BackpressureMixin, QuietFrameWriter):  # slow clients: limits
         REGISTRY.count("docsync_messages_sent_total", msgtype=frames.msgtype)
         REGISTRY.count("docsync_bytes_sent_total", frames.nbytes)
         deflate = self._perMessageCompress if isinstance(self._perMessageCompress, Deflate) else None  # Compression.adopt
+        stats = self.trafficStats
         for index, frame in enumerate(frames):
-            if deflate is not None and not frame.is_binary and len(frame.payload) >= MIN_SIZE:
-                self.sendFrame(opcode=1, payload=deflated(frames, index, deflate.parameters), rsv=4)
-            else:
-                self.sendMessage(frame.payload, frame.is_binary, doNotCompress=True)
+            payload, rsv = frame.payload, 0
+            if deflate is not None and not frame.is_binary and len(payload) >= MIN_SIZE:
+                payload, rsv = deflated(frames, index, deflate.parameters), 4
+            # sendFrame, not sendMessage: sendMessage holds what the server sends to the
+            # limit on what it receives (--websocket-max-message-size), as bokeh serve does not.
+            self.sendFrame(opcode=self.MESSAGE_TYPE_BINARY if frame.is_binary else self.MESSAGE_TYPE_TEXT,
+                           payload=payload, rsv=rsv)
+            stats.outgoingOctetsAppLevel += len(frame.payload)
+            stats.outgoingOctetsWebSocketLevel += len(payload)
 
     def close(self, code: int, reason: str) -> None:
         """Start the closing handshake with any RFC 6455 code.

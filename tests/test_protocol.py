@@ -162,6 +162,16 @@ class FailureTests(ProtocolTestCase):
         self.assertEqual(client.close_code, 1009)
 
 
+    def test_size_limit_is_for_what_arrives(self):
+        """--websocket-max-message-size limits what clients send, not the documents the server sends them."""
+        server = self.start_server(write_app(self.tmp_path, "wordy", 'from bokeh.io import curdoc\n'
+                                             'from bokeh.models import Div\n'
+                                             'curdoc().add_root(Div(text="word " * 2000, name="div"))\n'),
+                                   args=["--websocket-max-message-size", "2000"])
+        client, pump = server.session_websocket("wordy")
+        doc = self.pull(client, pump)
+        self.assertEqual(doc.get_model_by_name("div").text, "word " * 2000)
+
     def test_invalid_utf8_closes_1007(self):
         """A text frame that is not UTF-8 closes that connection cleanly with 1007."""
         self.server = self.start_server(write_app(self.tmp_path, "sliders", SLIDER_APP))

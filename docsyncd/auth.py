@@ -86,9 +86,7 @@ def decode_signed_value(secret: str | bytes, name: str, value: str | bytes | Non
     another cookie, is older than ``max_age_days`` or is malformed."""
     if not value:
         return None
-    value = _utf8(value)
-    if len(value) > 2 and value[:1] == b'"' and value[-1:] == b'"':
-        value = value[1:-1]  # quoted by a cookie library
+    value = _utf8(value)  # unquoted already, as every cookie docsyncd reads (cookies.py)
     if not value.startswith(b"2|"):
         return None
 

@@ -20,6 +20,7 @@ from bokeh.util.token import get_token_payload
 from twisted.internet import defer
 
 from .callbacks import call_user, log_callback_failure
+from .cookies import cookie_header
 
 if TYPE_CHECKING:
     from .session import ServerSession
@@ -50,7 +51,7 @@ class RequestContext:
         headers = dict(payload.get("headers", {}))
         cookies = dict(payload.get("cookies", {}))
         if cookies and "Cookie" not in headers:
-            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
+            headers["Cookie"] = cookie_header(cookies)
         arguments = payload.get("arguments", url_arguments or {})
         arguments = {k: v for k, v in arguments.items() if k != "bokeh-session-id"}
         return cls(arguments=arguments, headers=headers, cookies=cookies, **request_facts)

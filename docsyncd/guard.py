@@ -35,6 +35,7 @@ from twisted.web import http, pages, resource, server, static
 
 from . import logs
 from .auth import AuthModule, AuthModuleError, clear_cookie, get_secure_cookie, set_secure_cookie
+from .cookies import StandardCookiesMixin
 from .limits import LimitsChannelMixin, Refusal, RequestLimits, SessionAdmission, live_sessions
 from .proxy import Forwarding
 from .security import host_allowed
@@ -179,8 +180,11 @@ def new_session_target(request: server.Request, resrc: Any) -> tuple[Any, str | 
     return None
 
 
-class GuardedRequest(server.Request):
-    """A twisted.web request that passes the ``Guard`` of its site first (see the module docstring)."""
+class GuardedRequest(StandardCookiesMixin, server.Request):
+    """A twisted.web request that passes the ``Guard`` of its site first (see the module docstring).
+
+    Its ``received_cookies`` are read as bokeh serve reads them (cookies.py).
+    """
 
     _forwarded_scheme: str | None = None
     current_user: Any = None

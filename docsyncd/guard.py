@@ -38,6 +38,7 @@ from .auth import AuthModule, AuthModuleError, clear_cookie, get_secure_cookie, 
 from .cookies import StandardCookiesMixin
 from .limits import LimitsChannelMixin, Refusal, RequestLimits, SessionAdmission, live_sessions
 from .proxy import Forwarding
+from .routing import BadArgument, argument, target_arguments
 from .security import host_allowed
 from .server import NoDelayHTTPChannel
 from .web import AppResource, AutoloadJs, ErrorPage
@@ -137,9 +138,12 @@ def is_websocket(request: server.Request, resrc: Any) -> bool:
     return isinstance(resrc, WebSocketResource) or (request.getHeader(b"upgrade") or b"").lower() == b"websocket"
 
 
-def _argument(request: server.Request, name: bytes) -> str | None:
-    values = request.args.get(name) if request.args else None
-    return values[0].decode("utf-8", "replace") if values else None
+def _argument(request: server.Request, name: str) -> str | None:
+    """A query argument as the page reads it (routing.argument); None when absent or not UTF-8 (the page refuses it)."""
+    try:
+        return argument(target_arguments(request.uri), name)
+    except BadArgument:
+        return None
 
 
 def new_session_target(request: server.Request, resrc: Any) -> tuple[Any, str | None] | None:
@@ -168,8 +172,8 @@ def new_session_target(request: server.Request, resrc: Any) -> tuple[Any, str | 
     if isinstance(resrc, AppResource) and request.method in (b"GET", b"HEAD"):
         if request.postpath not in ([], [b""]):
             return None
-        token = _argument(request, b"bokeh-token")
-        session_id = _argument(request, b"bokeh-session-id") or (request.getHeader(b"bokeh-session-id") or b"").decode(
+        token = _argument(request, "bokeh-token")
+        session_id = _argument(request, "bokeh-session-id") or (request.getHeader(b"bokeh-session-id") or b"").decode(
             "latin-1") or None
         if token:
             try:

@@ -102,13 +102,43 @@ def parse_head(data: bytes) -> Head | None:
     return Head(parts[0], parts[1], parts[2], headers, length)
 
 
-def _query_first(target: str, name: str) -> str | None:
-    """The first value of query argument ``name``, decoded as twisted.web and docsyncd.web decode it."""
-    _, _, query = target.partition("?")
-    if not query:
+class BadArgument(ValueError):
+    """A query argument that bokeh serve refuses (400): its value is not UTF-8."""
+
+
+#: What Tornado's ``RequestHandler.get_argument`` turns into spaces.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0e-\x1f]")
+
+
+def query_arguments(query: bytes) -> dict[str, list[bytes]]:
+    """The arguments of a request's query string, as Tornado (so bokeh serve) parses them.
+
+    Arguments are separated by ``&`` only (twisted.web's ``request.args``
+    also splits at ``;``), ``+`` is a space, percent-escapes become bytes
+    whatever they encode (``caf%C3%A9`` is ``b"caf\\xc3\\xa9"``), names are
+    those bytes read as latin-1, blank values are kept.  It never raises.
+    """
+    parsed = parse_qs(query.decode("latin-1"), keep_blank_values=True, encoding="latin-1")
+    return {name: [value.encode("latin-1") for value in values] for name, values in parsed.items()}
+
+
+def target_arguments(target: str | bytes) -> dict[str, list[bytes]]:
+    """``query_arguments`` of a request target (``/app?x=1``; a ``str`` is the target's bytes as latin-1)."""
+    raw = target.encode("latin-1") if isinstance(target, str) else target
+    return query_arguments(raw.partition(b"?")[2])
+
+
+def argument(arguments: Mapping[str, list[bytes]], name: str) -> str | None:
+    """Argument ``name`` as Tornado's ``get_argument`` gives it to bokeh serve: the last value, decoded
+    as UTF-8, control characters made spaces, stripped; None when absent; ``BadArgument`` when not UTF-8."""
+    values = arguments.get(name)
+    if not values:
         return None
-    values = parse_qs(query.encode("latin-1"), keep_blank_values=True).get(name.encode("latin-1"))
-    return values[0].decode("latin-1") if values else None
+    try:
+        text = values[-1].decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadArgument(f"query argument {name!r} is not UTF-8") from None
+    return _CONTROL_CHARACTERS.sub(" ", text).strip()
 
 
 def _token_session_id(token: str) -> str | None:
@@ -117,7 +147,7 @@ def _token_session_id(token: str) -> str | None:
     try:
         decoded = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
         session_id = json.loads(decoded)["session_id"]
-    except (binascii.Error, ValueError, KeyError, TypeError):
+    except (binascii.Error, ValueError, KeyError, TypeError, RecursionError):  # RecursionError: "[[[[..."
         return None
     return session_id if isinstance(session_id, str) and session_id else None
 
@@ -133,17 +163,19 @@ def websocket_token(protocols: str) -> str | None:
 def session_named(target: str, headers: Mapping[str, str]) -> str | None:
     """The session id a request names (see the module docstring), or None.
 
-    ``headers`` maps lower-case names to values.  Where docsyncd.web refuses a
+    ``headers`` maps lower-case names to values; ``target`` is the request
+    target as latin-1.  ``BadArgument`` when a session argument is not UTF-8.  Where docsyncd.web refuses a
     request for naming a session two ways, any of the names is returned: the
     worker refuses it anyway.
     """
     token = websocket_token(headers.get("sec-websocket-protocol", ""))
     if token is not None:
         return _token_session_id(token)
-    session_id = _query_first(target, "bokeh-session-id") or headers.get("bokeh-session-id") or None
+    arguments = target_arguments(target)
+    session_id = argument(arguments, "bokeh-session-id") or headers.get("bokeh-session-id") or None
     if session_id:
         return session_id
-    token = _query_first(target, "bokeh-token")
+    token = argument(arguments, "bokeh-token")
     return _token_session_id(token) if token else None
 
 

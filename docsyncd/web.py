@@ -36,6 +36,7 @@ from twisted.web.pages import notFound
 from twisted.web.util import Redirect
 
 from . import logs
+from .routing import BadArgument, argument, target_arguments
 from .contexts import RequestContext
 from .files import ContainedFile
 from .protocol import SyncFactory
@@ -94,7 +95,7 @@ def _token_payload(request: server.Request, process_request: Callable[[Any], dic
     cookies = {_text(k): _text(v) for k, v in request.received_cookies.items()}
     if cookies:
         headers.pop("Cookie", None)
-    arguments = {_text(k): list(v) for k, v in request.args.items()}
+    arguments = target_arguments(request.uri)  # as bokeh serve parses them: routing.py
     payload: dict[str, Any] = {"headers": headers, "cookies": cookies, "arguments": arguments}
     payload.update(process_request(RequestContext(**payload, **request_facts(request))))
     if settings_ is not None and settings_.request_filter is not None:  # --include/--exclude-headers/-cookies
@@ -108,8 +109,12 @@ def session_token_for(request: server.Request, manager: SessionManager, settings
     ``?bokeh-session-id=``, the ``Bokeh-Session-Id`` header or ``?bokeh-token=``
     name a session; naming it two ways is refused, as in bokeh serve.
     """
-    token = _text(request.args.get(b"bokeh-token", [None])[0]) or None
-    session_id = _text(request.args.get(b"bokeh-session-id", [None])[0]) or None
+    arguments = target_arguments(request.uri)
+    try:
+        token = argument(arguments, "bokeh-token") or None
+        session_id = argument(arguments, "bokeh-session-id") or None
+    except BadArgument as e:
+        raise HTTPRefusal(http.BAD_REQUEST, str(e)) from None
     header_id = _text(request.getHeader(b"bokeh-session-id")) or None
     if header_id:
         if session_id:
@@ -307,12 +312,16 @@ class AutoloadJs(resource.Resource):
 
     def render_GET(self, request: server.Request) -> Any:
         self._cors(request)
-        element_id = _text(request.args.get(b"bokeh-autoload-element", [b""])[0])
+        arguments = target_arguments(request.uri)
+        try:
+            element_id = argument(arguments, "bokeh-autoload-element")
+            app_path = argument(arguments, "bokeh-app-path") or "/"
+            absolute_url = argument(arguments, "bokeh-absolute-url") or None
+            with_resources = argument(arguments, "resources") != "none"
+        except BadArgument as e:
+            return ErrorPage(http.BAD_REQUEST, "Bad Request", str(e)).render(request)
         if not element_id:
             return ErrorPage(http.BAD_REQUEST, "Bad Request", "no bokeh-autoload-element query parameter").render(request)
-        app_path = _text(request.args.get(b"bokeh-app-path", [b"/"])[0])
-        absolute_url = _text(request.args.get(b"bokeh-absolute-url", [b""])[0]) or None
-        with_resources = _text(request.args.get(b"resources", [b"default"])[0]) != "none"
 
         def render(session: Any) -> str:
             server_url = None

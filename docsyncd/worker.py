@@ -187,7 +187,10 @@ class RoutedRequestMixin:
 
     def process(self) -> None:
         route = getattr(self.channel.site, "worker_route", None)
-        session_id = routing.request_session(self) if route is not None else None
+        try:
+            session_id = routing.request_session(self) if route is not None else None
+        except routing.BadArgument:
+            session_id = None  # the page answers 400 itself
         if session_id is None or routing.owner(session_id, route[1]) == route[0]:
             return super().process()
         self.site = self.channel.site

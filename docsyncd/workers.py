@@ -212,24 +212,32 @@ class HeadReader(protocol.Protocol):
         self.buffer += data
         try:
             head = routing.parse_head(self.buffer)
-        except routing.BadHead as e:
-            self._stop_timer()
-            log.warn("refused a connection from {peer}: {reason}", peer=self._peer(), reason=str(e))
-            code, reason = (431, "Request Header Fields Too Large") if len(self.buffer) > routing.MAX_HEAD else \
-                (400, "Bad Request")
-            self.handed = True
-            _http_error(self.transport, code, reason, str(e))
+            if head is None:
+                return
+            session_id = routing.session_named(head.target, head.headers)
+        except (routing.BadHead, routing.BadArgument) as e:
+            too_large = isinstance(e, routing.BadHead) and len(self.buffer) > routing.MAX_HEAD
+            self._refuse(431 if too_large else 400, "Request Header Fields Too Large" if too_large else "Bad Request",
+                         str(e))
             return
-        if head is None:
+        except Exception:  # a bug here must not drop the connection without an answer
+            log.failure("could not read the request head from {peer}", peer=self._peer())
+            self._refuse(500, "Internal Server Error", "the server could not route this request")
             return
         self._stop_timer()
         self.handed = True
         if self.pool.answer_operations(head.target, self.transport):
             return
         self.transport.stopReading()
-        session_id = routing.session_named(head.target, head.headers)
         self.pool.dispatch(Handoff(self.pool.next_serial(), self.transport, self.buffer, session_id, head.target))
         self.buffer = b""
+
+    def _refuse(self, code: int, reason: str, detail: str) -> None:
+        self._stop_timer()
+        self.handed = True
+        log.warn("refused a connection from {peer}: {detail}; answered {code}", peer=self._peer(), detail=detail,
+                 code=code)
+        _http_error(self.transport, code, reason, detail)
 
     def _peer(self) -> str:
         peer = self.transport.getPeer()

@@ -9,6 +9,7 @@ import string
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings, strategies as st
 from bokeh.util.token import generate_jwt_token, generate_session_id
 from twisted.web.test.requesthelper import DummyRequest
 
@@ -160,3 +161,44 @@ def test_shipped_nginx_map_is_the_tested_expression():
     assert found, "no map over $http_sec_websocket_protocol in the shipped site"
     assert found.group(1) == routing.NGINX_KEY_RE
     assert "hash $docsync_session consistent;" in text
+
+
+# -- query arguments, as bokeh serve reads them ------------------------------------------
+
+
+def test_non_ascii_query_arguments():
+    """Percent-escapes of any byte name the session, decoded as bokeh serve's get_argument does (issue 13, item 2)."""
+    assert routing.session_named("/app?label=caf%C3%A9&bokeh-session-id=caf%C3%A9", {}) == "café"
+    assert routing.target_arguments("/app?label=caf%C3%A9") == {"label": [b"caf\xc3\xa9"]}
+    assert routing.target_arguments("/app?label=caf\xc3\xa9") == {"label": [b"caf\xc3\xa9"]}  # raw bytes
+    with pytest.raises(routing.BadArgument):
+        routing.session_named("/app?bokeh-session-id=%FF", {})
+
+
+def test_argument_is_tornados_get_argument():
+    """The last value, control characters made spaces, stripped: what bokeh serve's handler gets."""
+    args = routing.target_arguments("/app?bokeh-session-id=a&bokeh-session-id=+b%01c+")
+    assert routing.argument(args, "bokeh-session-id") == "b c"
+    assert routing.argument(args, "other") is None
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=40).map(lambda b: b.replace(b"#", b"")) | st.text(alphabet="a=&;%+C3A9FF\x01 ", max_size=30).map(str.encode))
+def test_query_arguments_are_tornados(query):
+    """Any query string parses as Tornado's parse_qs_bytes parses it (bokeh serve's request.arguments)."""
+    from tornado.httputil import parse_qs_bytes
+
+    assert routing.query_arguments(query) == parse_qs_bytes(query, keep_blank_values=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=60))
+def test_session_named_never_raises_anything_but_bad_argument(noise):
+    """Whatever a target and headers hold, the session they name is found or BadArgument is raised."""
+    target = "/app?" + noise.decode("latin-1")
+    headers = {"sec-websocket-protocol": "bokeh, " + noise.decode("latin-1"), "bokeh-session-id": ""}
+    try:
+        routing.session_named(target, {})
+        routing.session_named("/", headers)
+    except routing.BadArgument:
+        pass

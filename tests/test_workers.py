@@ -12,6 +12,7 @@ import socket
 import struct
 
 import pytest
+from hypothesis import given, settings, strategies as st
 from bokeh.util.token import generate_jwt_token, get_session_id
 from twisted.internet import error
 from twisted.internet.task import Clock
@@ -620,3 +621,45 @@ def test_parent_health_says_how_many_workers_serve():
     p.pool.answer_operations("/health", transport)
     assert transport.value().startswith(b"HTTP/1.1 503") and b"degraded workers=1/2" in transport.value()
     assert not p.pool.answer_operations("/app", ClientTransport())
+
+
+def test_head_reader_routes_non_ascii_arguments():
+    """A page with a non-ASCII query argument is handed over whole; a session argument that is not UTF-8 gets 400."""
+    pool, protocol, transport = reader()
+    protocol.dataReceived(b"GET /app?label=caf%C3%A9&bokeh-session-id=Z%C3%BCrich HTTP/1.1\r\nHost: x\r\n\r\n")
+    (handoff,) = pool.handoffs
+    assert handoff.session_id == "Zürich"
+    pool, protocol, transport = reader()
+    protocol.dataReceived(b"GET /app?bokeh-session-id=%FF HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert transport.value().startswith(b"HTTP/1.1 400 ") and b"not UTF-8" in transport.value()
+    assert pool.handoffs == [] and pool.clock.getDelayedCalls() == []
+
+
+def test_head_reader_answers_a_bug_with_500(monkeypatch):
+    """Should reading the head fail unexpectedly, the client gets 500, not an empty reply."""
+    monkeypatch.setattr(routing, "session_named", lambda *a: 1 / 0)
+    pool, protocol, transport = reader()
+    protocol.dataReceived(b"GET / HTTP/1.1\r\n\r\n")
+    assert transport.value().startswith(b"HTTP/1.1 500 ") and transport.disconnecting
+
+
+_HEAD_PIECES = st.sampled_from([b"GET ", b"/app", b"?", b"bokeh-session-id=", b"bokeh-token=", b"%C3%A9", b"%FF", b"%",
+                                b"\xe9", b" HTTP/1.1", b"\r\n", b"\n", b"Host: x", b"Cookie: a=\"b\"",
+                                b"Sec-WebSocket-Protocol: bokeh, ", b"eyJzZXNzaW9uX2lkIjoiYSJ9", b"[[[[", b":", b" "])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_HEAD_PIECES, max_size=30).map(b"".join), st.integers(min_value=1, max_value=16))
+def test_head_reader_never_drops_a_connection(data, chunk):
+    """Whatever bytes arrive, in whatever pieces, the connection is handed over, answered with a status, or waits
+    (and then times out with 408): never closed without an answer, never an exception."""
+    pool, protocol, transport = reader()
+    for at in range(0, len(data), chunk):
+        protocol.dataReceived(data[at:at + chunk])
+    if not pool.handoffs and not transport.value():
+        pool.clock.advance(workers.HEAD_TIMEOUT)
+    if pool.handoffs:
+        assert transport.value() == b"" and not transport.disconnecting
+    else:
+        assert transport.value()[:9] == b"HTTP/1.1 " and transport.disconnecting
+    assert pool.clock.getDelayedCalls() == []

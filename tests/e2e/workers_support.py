@@ -29,19 +29,20 @@ def run(coroutine: Any, timeout: float = 60) -> Any:
         return thread.submit(asyncio.run, asyncio.wait_for(coroutine, timeout)).result()
 
 
-async def page_token(port: int, query: str = "", host: str = "127.0.0.1") -> str:
+async def page_token(port: int, query: str = "", host: str = "127.0.0.1", app: str = APP,
+                     headers: dict[str, str] | None = None) -> str:
     """GET the app page (through whatever listens on ``port``) and return the token in it."""
-    page = await http_get(host, port, f"/{APP}{query}")
+    page = await http_get(host, port, f"/{app}{query}", headers)
     if page.status != 200:
-        raise AssertionError(f"GET /{APP}{query}: HTTP {page.status}")
+        raise AssertionError(f"GET /{app}{query}: HTTP {page.status}")
     found = TOKEN_RE.search(page.body.decode("utf-8", "replace"))
     assert found, "no token in the page"
     return found.group(1)
 
 
-async def connect(port: int, token: str, host: str = "127.0.0.1") -> BokehConnection:
+async def connect(port: int, token: str, host: str = "127.0.0.1", app: str = APP) -> BokehConnection:
     """A websocket for ``token``, after its ACK."""
-    ws = await WebSocket.connect(host, port, f"/{APP}/ws", ["bokeh", token])
+    ws = await WebSocket.connect(host, port, f"/{app}/ws", ["bokeh", token])
     conn = BokehConnection(ws, token, 0)
     ack = await conn.recv(timeout=30)
     assert ack.msgtype == "ACK", ack.msgtype

@@ -110,8 +110,10 @@ class SessionCallbacks:
     next run is scheduled after the previous one's Deferred fires.
     """
 
-    def __init__(self, clock: IReactorTime, run: Callable[[Callable[[], Any]], defer.Deferred], reactor=None):
+    def __init__(self, clock: IReactorTime, run: Callable[[Callable[[], Any]], defer.Deferred], reactor=None,
+                 session_id: str = "-"):
         self._clock = clock
+        self._session_id = session_id  # for log lines
         self._reactor = reactor
         self._run = run
         self._scheduled: dict[Any, Any] = {}
@@ -179,7 +181,8 @@ class SessionCallbacks:
 
     def _invoke(self, callback_obj: Any) -> defer.Deferred:
         d = self._run(callback_obj.callback)
-        d.addErrback(log_callback_failure, f"{type(callback_obj).__name__} {callback_obj.callback.__name__}")
+        d.addErrback(log_callback_failure, f"{type(callback_obj).__name__} {callback_obj.callback.__name__}",
+                     self._session_id)
         return d
 
 

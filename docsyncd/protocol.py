@@ -195,7 +195,8 @@ class SyncProtocol(BackpressureMixin, QuietFrameWriter):  # slow clients: limits
         self.send_frames(wire.encode(wire.PROTOCOL.create(msgtype, reqid, *args)))
 
     def _error_reply(self, failure: Any, message: Any) -> None:
-        log.failure("could not apply {msgtype} from {peer}", failure, msgtype=message.msgtype, peer=self.peer)
+        log.failure("could not apply {msgtype} from {peer} (session {sid})", failure, msgtype=message.msgtype,
+                    peer=self.peer, sid=self.session.id if self.session is not None else "-")
         self._reply("ERROR", message.header["msgid"], f"{failure.type.__name__}: {failure.getErrorMessage()}")
 
     def _fail(self, failure: Any, what: str) -> None:

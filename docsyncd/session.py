@@ -39,7 +39,19 @@ class Subscriber(TypingProtocol):
 
 
 class ServerSession:
-    """Hosts one document for any number of connections (tabs, clients)."""
+    """Hosts one document for any number of connections (tabs, clients).
+
+    Its public face is Bokeh's ``ServerSession``
+    (``bokeh/server/session.py``), which apps reach through
+    ``session_context.server_context.sessions``: ``id``, ``document``,
+    ``token``, ``destroyed``, ``connection_count``,
+    ``milliseconds_since_last_unsubscribe``, and expiration control with
+    Bokeh's meaning (``bokeh/server/contexts.py``, ``_cleanup_sessions``): a
+    session without connections is discarded once it has been unused for
+    ``--unused-session-lifetime``, or at the next check after
+    ``request_expiration()``; never while its expiration is blocked
+    (``block_expiration()``, or work waiting for or holding its document lock).
+    """
 
     def __init__(self, session_id: str, document: Any, token: str, clock: IReactorTime, reactor: Any = None,
                  store: IDocumentStore | None = None, app_name: str = "", published: bool = False):
@@ -57,9 +69,10 @@ class ServerSession:
         #: Whether the document is published: then its changes are saved in the store.
         self.published = published
         self._dirty = False
-        self._busy = 0
+        self._expiration_blocks = 0
+        self._expiration_requested = False
         self._last_detached = clock.seconds()
-        self._callbacks = SessionCallbacks(clock, self._run_session_callback, reactor)
+        self._callbacks = SessionCallbacks(clock, self._run_session_callback, reactor, session_id=session_id)
         document.callbacks.on_change_dispatch_to(self)
         for callback_obj in document.session_callbacks:
             self._callbacks.add(callback_obj)
@@ -82,15 +95,48 @@ class ServerSession:
         if not self.destroyed:
             self.with_document_locked(self.document.callbacks.trigger_event, ConnectionLost())
 
-    def unused_for(self, holding_lock: bool = False) -> float | None:
-        """Seconds since the last connection left, or None while in use.
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
 
-        Work queued on the lock counts as use; ``holding_lock`` discounts the
-        caller's own turn.
-        """
-        if self._connections or self.destroyed or self._busy > int(holding_lock):
-            return None
-        return self._clock.seconds() - self._last_detached
+    @property
+    def milliseconds_since_last_unsubscribe(self) -> float:
+        """Milliseconds since a connection last left (or since the session was made, if none ever did)."""
+        return (self._clock.seconds() - self._last_detached) * 1000.0
+
+    # -- expiration (Bokeh's ServerSession API) ------------------------------
+
+    @property
+    def expiration_requested(self) -> bool:
+        return self._expiration_requested
+
+    def request_expiration(self) -> None:
+        """Discard this session at the next check once it has no connections, without waiting out its lifetime."""
+        self._expiration_requested = True
+
+    def block_expiration(self) -> None:
+        """Keep the session until a matching ``unblock_expiration()``, even when unused or expiration was requested."""
+        self._expiration_blocks += 1
+
+    def unblock_expiration(self) -> None:
+        if self._expiration_blocks <= 0:
+            raise RuntimeError("mismatched block_expiration / unblock_expiration")
+        self._expiration_blocks -= 1
+
+    @property
+    def expiration_blocked(self) -> bool:
+        return self._expiration_blocks > 0
+
+    @property
+    def expiration_blocked_count(self) -> int:
+        return self._expiration_blocks
+
+    def expired(self, lifetime: float, holding_lock: bool = False) -> bool:
+        """Whether the reaper may discard the session now: no connection, unused ``lifetime`` seconds or
+        expiration requested, expiration not blocked (``holding_lock`` discounts the caller's own turn)."""
+        if self._connections or self.destroyed or self._expiration_blocks > int(holding_lock):
+            return False
+        return self._expiration_requested or self._clock.seconds() - self._last_detached >= lifetime
 
     # -- the document lock ------------------------------------------------
 
@@ -101,7 +147,7 @@ class ServerSession:
         """
         if self.destroyed:
             return defer.succeed(None)
-        self._busy += 1
+        self.block_expiration()
 
         def locked():
             # The session may have been destroyed while this waited its turn.
@@ -110,7 +156,7 @@ class ServerSession:
             return call_user(f, *args, **kwargs).addBoth(self._save_if_changed)
 
         def done(result):
-            self._busy -= 1
+            self.unblock_expiration()
             return result
 
         return self._lock.run(locked).addBoth(done)

@@ -209,12 +209,11 @@ class SessionManager:
     # -- discard -------------------------------------------------------------
 
     def discard_unused(self, lifetime: float) -> defer.Deferred:
-        """Discard every session that has had no connection for ``lifetime`` seconds."""
+        """Discard every session that has had no connection for ``lifetime`` seconds, or asked to expire
+        (``ServerSession.expired``)."""
 
         def expired(session: ServerSession, holding_lock: bool = True) -> bool:
-            # None means in use, which is never "unused for 0 seconds".
-            unused = session.unused_for(holding_lock=holding_lock)
-            return unused is not None and unused >= lifetime
+            return session.expired(lifetime, holding_lock=holding_lock)
 
         with one_collection():
             return self._discard_each([s for s in self._sessions.values() if expired(s, holding_lock=False)], expired)

@@ -325,7 +325,7 @@ class MessageTests(ProtocolTestCase):
         self.assertTrue(client.closed)
         self.assertEqual(session.connections, frozenset())
         self.server.clock.advance(5)
-        self.assertEqual(session.unused_for(), 5)
+        self.assertEqual(session.milliseconds_since_last_unsubscribe, 5000)
 
     def test_close_while_session_builds(self):
         """A client that leaves before its session is ready is never attached to it."""

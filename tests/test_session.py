@@ -108,26 +108,32 @@ class LockTests(SessionTestCase):
         self.assertEqual(self.successResultOf(d), (1, 2))
 
     def test_busy_counts_as_use(self):
-        """A session with work waiting on its lock is not unused, even without connections."""
+        """A session with work waiting on its lock is not expired, even without connections: the lock blocks
+        expiration, as Bokeh's does."""
         gate = defer.Deferred()
         self.session.with_document_locked(lambda: gate)
         self.clock.advance(100)
-        self.assertIsNone(self.session.unused_for())
-        self.assertEqual(self.session.unused_for(holding_lock=True), 100)
+        self.assertEqual(self.session.expiration_blocked_count, 1)
+        self.assertFalse(self.session.expired(15))
+        self.assertTrue(self.session.expired(15, holding_lock=True))
         gate.callback(None)
-        self.assertEqual(self.session.unused_for(), 100)
+        self.assertTrue(self.session.expired(15))
+        self.assertFalse(self.session.expiration_blocked)
 
 
 class ConnectionTests(SessionTestCase):
-    def test_unused_for(self):
-        """``unused_for`` is None while connected and counts seconds since the last connection left."""
-        self.assertEqual(self.session.unused_for(), 0)
+    def test_unused_time(self):
+        """A connected session is never expired; the unused time counts from the last connection's leaving."""
+        self.assertEqual(self.session.milliseconds_since_last_unsubscribe, 0)
         (a,) = self.connect("a")
         self.clock.advance(10)
-        self.assertIsNone(self.session.unused_for())
+        self.assertEqual(self.session.connection_count, 1)
+        self.assertFalse(self.session.expired(0))
         self.session.detach(a)
         self.clock.advance(3)
-        self.assertEqual(self.session.unused_for(), 3)
+        self.assertEqual(self.session.milliseconds_since_last_unsubscribe, 3000)
+        self.assertEqual((self.session.expired(3), self.session.expired(3.5)), (True, False))
+        self.assertEqual(self.session.connection_count, 0)
         self.assertEqual(self.session.connections, frozenset())
 
     def test_detach_tells_document(self):

@@ -7,8 +7,10 @@ import weakref
 
 import pytest
 from bokeh.events import ButtonClick
+from bokeh.util.token import get_session_id
 from twisted.internet import defer
 from twisted.internet.task import Clock
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from docsyncd import apps
@@ -261,6 +263,89 @@ class DiscardTests(ManagerTestCase):
         self.successResultOf(d)
         self.assertTrue(session.destroyed)
 
+
+
+    def test_request_expiration(self):
+        """``request_expiration()`` discards the session at the next check without waiting out its lifetime,
+        once it has no connection, as Bokeh's session cleanup does (bokeh/server/contexts.py)."""
+        session = self.successResultOf(self.create(self.manager, "asked"))
+        connection = FakeConnection()
+        session.attach(connection)
+        session.request_expiration()
+        self.assertTrue(session.expiration_requested)
+        self.successResultOf(self.manager.discard_unused(15))
+        self.assertIs(self.manager.get("asked"), session, "a connected session is kept, as by bokeh serve")
+        session.detach(connection)
+        self.successResultOf(self.manager.discard_unused(15))
+        self.assertIsNone(self.manager.get("asked"))
+        self.assertTrue(session.destroyed)
+
+    def test_blocked_expiration_keeps_the_session(self):
+        """While ``block_expiration()`` outnumbers ``unblock_expiration()`` the session is kept, unused or asked to
+        expire; one unblock too many is an error, as in Bokeh."""
+        session = self.successResultOf(self.create(self.manager, "kept"))
+        session.block_expiration()
+        session.block_expiration()
+        session.request_expiration()
+        self.clock.advance(100)
+        self.successResultOf(self.manager.discard_unused(15))
+        self.assertEqual((session.expiration_blocked, session.expiration_blocked_count), (True, 2))
+        session.unblock_expiration()
+        self.successResultOf(self.manager.discard_unused(15))
+        self.assertIs(self.manager.get("kept"), session)
+        session.unblock_expiration()
+        self.assertFalse(session.expiration_blocked)
+        self.assertRaises(RuntimeError, session.unblock_expiration)
+        self.successResultOf(self.manager.discard_unused(15))
+        self.assertIsNone(self.manager.get("kept"))
+
+    def test_sessions_have_bokehs_public_api(self):
+        """``server_context.sessions`` items have every public attribute of Bokeh's ServerSession, with its values."""
+        from bokeh.server.session import ServerSession as BokehServerSession
+
+        public = {name for name in vars(BokehServerSession) if not name.startswith("_")}
+        internal = {"subscribe", "unsubscribe", "pull", "push", "patch", "notify_connection_lost",
+                    "with_document_locked", "destroy"}  # the server's own calls, not the apps'
+        session = self.successResultOf(self.create(self.manager, "api"))
+        session.attach(FakeConnection())
+        (seen,) = self.manager.server_context.sessions
+        for name in sorted(public - internal):
+            self.assertTrue(hasattr(seen, name), name)
+        self.assertEqual((seen.id, seen.connection_count, seen.destroyed, seen.expiration_requested,
+                          seen.expiration_blocked, seen.expiration_blocked_count),
+                         ("api", 1, False, False, False, 0))
+        self.assertIs(seen.document, session.document)
+        self.assertEqual(get_session_id(seen.token), "api")
+        self.clock.advance(2)
+        self.assertEqual(seen.milliseconds_since_last_unsubscribe, 2000)
+
+    def test_periodic_callback_over_server_sessions(self):
+        """An app's periodic callback may sum ``connection_count`` over the server's sessions (issue 13, item 7),
+        and a callback's error is logged with its session's id."""
+        path = write_app(self.tmp_path, "counting", """
+            from bokeh.io import curdoc
+            from bokeh.models import Div
+            div = Div(name="count")
+            context = curdoc().session_context
+            def count():
+                div.text = str(sum(s.connection_count for s in context.server_context.sessions))
+            def broken():
+                raise ValueError("broken callback")
+            curdoc().add_root(div)
+            curdoc().add_periodic_callback(count, 200)
+            curdoc().add_timeout_callback(broken, 100)
+        """)
+        manager = self.manager_for(path)
+        session = self.successResultOf(self.create(manager, "counted"))
+        session.attach(FakeConnection())
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        self.clock.advance(0.2)
+        self.assertEqual(session.document.get_model_by_name("count").text, "1")
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+        (failure,) = [e for e in events if e.get("log_failure") is not None]
+        self.assertEqual(formatEvent(failure), "error in TimeoutCallback broken (session counted)")
 
 class ContextTests(ManagerTestCase):
     def test_request_arguments(self):

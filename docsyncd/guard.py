@@ -14,8 +14,8 @@
      ``limits.SessionAdmission`` (``--max-sessions``, ``--max-session-rate``):
      503 with Retry-After, before any document is built;
 3. the login and logout resources of the auth module, at their URLs;
-4. the websocket factories' ``--use-xheaders`` reading and
-   ``--websocket-max-send-buffer``.
+4. the websocket factories' ``--use-xheaders`` reading,
+   ``--websocket-max-send-buffer`` and ``--websocket-send-timeout``.
 
 Every refusal is logged in one line with the reason and the option behind it.
 
@@ -321,6 +321,7 @@ def guard_site(site: server.Site, root: resource.Resource, factories: Iterable[A
     for factory in factories:
         factory.forwarding = forwarding
         factory.max_send_buffer = options.get("websocket-max-send-buffer") or 0
+        factory.send_timeout = options.get("websocket-send-timeout", 30000) / 1000.0
     session_settings.request_filter = request_filter(options)
     return site.guard
 

@@ -42,8 +42,12 @@ class GuardOptions:
                                            "from connecting or from the request's first byte (websocket opening "
                                            "handshakes included); slower gets 408 and is disconnected (0: no "
                                            "limit).", int],
-        ["websocket-max-send-buffer", None, 64 * MIB, "Bytes that may queue for a websocket client that stopped "
-                                                      "reading; beyond, close 1008 'client too slow'.", int],
+        ["websocket-max-send-buffer", None, 64 * MIB, "Bytes that may wait for a websocket client that reads "
+                                                      "nothing for --websocket-send-timeout; beyond, the next "
+                                                      "message is not sent and the connection closes 1008 'client "
+                                                      "too slow' (0: no limit).", int],
+        ["websocket-send-timeout", None, 30000, "ms a websocket client may read nothing while more than "
+                                                "--websocket-max-send-buffer waits for it.", int],
     ]
     optFlags = [
         ["use-xheaders", None, "Take the client's address, scheme and host from X-Real-IP / X-Forwarded-For, "
@@ -85,11 +89,10 @@ class GuardOptions:
         for kind in ("headers", "cookies"):
             if self[f"include-{kind}"] is not None and self[f"exclude-{kind}"] is not None:
                 raise usage.UsageError(f"give --include-{kind} or --exclude-{kind}, not both")
-        for name in ("max-sessions", "max-session-rate", "handshake-timeout"):
+        for name in ("max-sessions", "max-session-rate", "handshake-timeout", "websocket-max-send-buffer"):
             if self[name] < 0:
                 raise usage.UsageError(f"--{name} must be 0 (no limit) or a positive number")
-        for name in ("max-request-line", "max-header-size", "max-headers", "max-body-size",
-                     "websocket-max-send-buffer"):
+        for name in ("max-request-line", "max-header-size", "max-headers", "max-body-size", "websocket-send-timeout"):
             if self[name] <= 0:
                 raise usage.UsageError(f"--{name} must be a positive number")
         for host in self["allow-host"]:

@@ -21,6 +21,7 @@ Tests: tests/test_limits.py; against the real daemon in tests/e2e/test_deploy_se
 
 from __future__ import annotations
 
+import collections
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
@@ -327,23 +328,42 @@ def live_sessions(managers: Iterable[Any]) -> int:
 
 
 class BackpressureMixin:
-    """For an Autobahn protocol: close a client that stopped reading before its backlog grows without bound.
+    """For an Autobahn protocol: hand bytes to the transport as fast as the client reads them, and close a
+    client that stopped reading before its backlog grows without bound.
 
-    The protocol registers itself as a streaming producer on its transport,
-    so Twisted calls ``pauseProducing`` when the transport's send buffer is
-    full and ``resumeProducing`` once it drained.  Patches keep coming from
-    the session meanwhile; the bytes written while paused are counted, and
-    past ``factory.max_send_buffer`` the connection is closed with 1008
-    ("client too slow") and one log line.  The close frame cannot reach a
-    client that reads nothing, so Autobahn's close handshake timeout then
-    aborts the connection, which frees the buffer.
+    Every byte the protocol sends (frames, pings, the close frame) passes
+    ``sendData``, in order, into a queue of its own; the queue feeds the
+    transport at most ``CHUNK`` bytes at a time, and only while the transport
+    is not paused.  The protocol is the transport's streaming producer:
+    Twisted pauses it once the transport holds more than its buffer size and
+    resumes it when that drained, so each resume is proof that the client
+    read, and the queue knows exactly how much still waits.  Writing big
+    frames in chunks keeps that proof coming while a large document goes out.
+
+    ``admit_message`` is asked before the first frame of each message: when
+    more than ``factory.max_send_buffer`` bytes (``--websocket-max-send-buffer``;
+    0: no limit) are still queued and the client has read nothing for
+    ``factory.send_timeout`` seconds (``--websocket-send-timeout``), the
+    message is not sent and the connection closes with 1008 ("client too
+    slow") and one log line.  A message is thus sent
+    whole or not at all, and a client that reads, however large the
+    document or burst, is never cut off: it is what the client does not
+    read, not what the server wrote in one turn, that counts.  The close
+    frame cannot reach a client that reads nothing, so Autobahn's close
+    handshake timeout then aborts the connection, which frees the queue.
     """
 
-    producer_paused = False
-    queued_while_paused = 0
+    #: Bytes handed to the transport at once (its own buffer then pauses the protocol).
+    CHUNK = 256 * 1024
+
     too_slow = False
 
     def connectionMade(self) -> None:
+        self._outgoing: collections.deque[bytes] = collections.deque()
+        self._outgoing_offset = 0  # bytes of _outgoing[0] already written
+        self.queued_bytes = 0
+        self._transport_paused = False
+        self._last_read = self._now()
         super().connectionMade()
         # twisted.web's HTTPChannel registered itself before the upgrade; the websocket takes over.
         try:
@@ -355,29 +375,71 @@ class BackpressureMixin:
         except (AttributeError, RuntimeError):  # a transport that takes no producer
             pass
 
+    def _now(self) -> float:
+        return self.factory.clock.seconds()
+
+    # -- IPushProducer: the transport tells when its buffer is full and when it drained
+
     def pauseProducing(self) -> None:
-        self.producer_paused = True
+        self._transport_paused = True
 
     def resumeProducing(self) -> None:
-        self.producer_paused = False
-        self.queued_while_paused = 0
+        self._transport_paused = False
+        self._last_read = self._now()
+        self._feed()
 
     def stopProducing(self) -> None:
-        self.producer_paused = True
+        self._transport_paused = True
+        self._forget_queue()
+
+    def connectionLost(self, reason: Any) -> None:
+        self._forget_queue()
+        super().connectionLost(reason)
+
+    # -- output ---------------------------------------------------------------
+
+    def admit_message(self) -> bool:
+        """Whether the next message may go out; False when the client is too slow (then the connection closes)."""
+        limit = self.factory.max_send_buffer
+        if not limit or self.queued_bytes <= limit or self._now() - self._last_read < self.factory.send_timeout:
+            return True
+        self._client_too_slow(limit)
+        return False
 
     def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
-        if self.producer_paused and not self.too_slow:
-            self.queued_while_paused += len(data)
-            limit = getattr(self.factory, "max_send_buffer", 0)
-            if limit and self.queued_while_paused > limit:
-                self._client_too_slow(limit)
-                return
-        super().sendData(data, sync, chopsize)
+        if sync or chopsize or (not self._outgoing and not self._transport_paused and len(data) <= self.CHUNK):
+            super().sendData(data, sync, chopsize)  # nothing waits: straight to the transport (sync, chopsize: tests)
+            return
+        if not self._outgoing:
+            self._last_read = self._now()  # the wait for the client starts now
+        self._outgoing.append(data)
+        self.queued_bytes += len(data)
+        self._feed()
+
+    def _feed(self) -> None:
+        """Write queued bytes to the transport, a chunk at a time, until it pauses the protocol or all is written."""
+        while self._outgoing and not self._transport_paused:
+            data = self._outgoing[0]
+            start = self._outgoing_offset
+            piece = data if start == 0 and len(data) <= self.CHUNK else data[start:start + self.CHUNK]
+            if start + len(piece) >= len(data):
+                self._outgoing.popleft()
+                self._outgoing_offset = 0
+            else:
+                self._outgoing_offset = start + len(piece)
+            self.queued_bytes -= len(piece)
+            super().sendData(piece)  # may pause the protocol at once
+
+    def _forget_queue(self) -> None:
+        self._outgoing.clear()
+        self._outgoing_offset = 0
+        self.queued_bytes = 0
 
     def _client_too_slow(self, limit: int) -> None:
         self.too_slow = True
-        log.warn("closing websocket from {peer}: client too slow, more than {limit} bytes waiting for it "
-                 "(--websocket-max-send-buffer)", peer=self.peer, limit=limit)
+        log.warn("closing websocket from {peer}: client too slow, {queued} bytes waiting for it (more than "
+                 "--websocket-max-send-buffer {limit}) and nothing read for {s:g} s", peer=self.peer,
+                 queued=self.queued_bytes, limit=limit, s=self._now() - self._last_read)
         if self.state == self.STATE_OPEN:
             self.sendCloseFrame(code=CLOSE_POLICY_VIOLATION, reasonUtf8=b"client too slow")
         else:

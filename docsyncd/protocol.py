@@ -47,9 +47,11 @@ def peer_ip(peer: str) -> str:
 class SyncFactory(WebSocketServerFactory):
     """Websocket factory of one app: its sessions and the policies its handshake applies."""
 
-    #: --use-xheaders (proxy.py) and --websocket-max-send-buffer (limits.py), set by guard.guard_site.
+    #: --use-xheaders (proxy.py), --websocket-max-send-buffer and --websocket-send-timeout (limits.py), set by
+    #: guard.guard_site.
     forwarding = NO_FORWARDING
     max_send_buffer = 64 * 1024 * 1024
+    send_timeout = 30.0
 
     def __init__(self, manager: SessionManager, clock: Any, origins: OriginPolicy, tokens: TokenPolicy,
                  keep_alive: float = 37.0, max_message_size: int = 20 * 1024 * 1024, compression_level: int = 1):
@@ -206,7 +208,7 @@ class SyncProtocol(BackpressureMixin, QuietFrameWriter):  # slow clients: limits
     # -- output -------------------------------------------------------------
 
     def send_frames(self, frames: wire.EncodedMessage) -> None:
-        if self.state != self.STATE_OPEN:
+        if self.state != self.STATE_OPEN or not self.admit_message():  # whole or not at all: limits.py
             return
         REGISTRY.count("docsync_messages_sent_total", msgtype=frames.msgtype)
         REGISTRY.count("docsync_bytes_sent_total", frames.nbytes)

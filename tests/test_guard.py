@@ -64,6 +64,8 @@ class OptionsTests(SynchronousTestCase):
         self.assert_usage_error(["--include-cookies", "a", "--exclude-cookies", "b"], "not both")
         self.assert_usage_error(["--max-sessions", "-1"], "--max-sessions must be 0 (no limit) or a positive number")
         self.assert_usage_error(["--max-body-size", "0"], "--max-body-size must be a positive number")
+        self.assert_usage_error(["--websocket-max-send-buffer", "-1"], "must be 0 (no limit) or a positive number")
+        self.assertEqual(parse("--websocket-max-send-buffer", "0")["websocket-max-send-buffer"], 0)  # no limit
         self.assert_usage_error(["--allow-host", "http://x/"], "give a host name")
         self.assert_usage_error(["--auth-module", "/no/such/auth.py"], "--auth-module /no/such/auth.py: no such file")
 

@@ -239,23 +239,28 @@ class AdmissionTests(ServerTestCase):
         self.assertEqual({send(server, "/sliders").status for _ in range(20)}, {200})
 
 
+SEND_TIMEOUT = 30.0  # --websocket-send-timeout's default, in seconds
+
+
 class StubProtocol:
-    """Stands in for Autobahn's protocol below the mixin: records what would be written."""
+    """Stands in for Autobahn's protocol below the mixin: what reaches it goes to the transport."""
 
     STATE_OPEN = WebSocketProtocol.STATE_OPEN
     peer = "tcp4:127.0.0.1:1234"
 
     def __init__(self, limit):
-        self.factory = type("Factory", (), {"max_send_buffer": limit})()
+        self.factory = type("Factory", (), {"max_send_buffer": limit, "send_timeout": SEND_TIMEOUT, "clock": Clock()})()
         self.state = self.STATE_OPEN
-        self.sent = []
         self.closed_with = None
 
     def connectionMade(self):
         pass
 
+    def connectionLost(self, reason):
+        pass
+
     def sendData(self, data, sync=False, chopsize=None):
-        self.sent.append(data)
+        self.transport.write(data)
 
     def sendCloseFrame(self, code=None, reasonUtf8=None, isReply=False):
         self.closed_with = (code, reasonUtf8)
@@ -266,7 +271,46 @@ class RecordingWebsocket(BackpressureMixin, StubProtocol):
     pass
 
 
+class PausingTransport(StringTransport):
+    """A transport that, like Twisted's, pauses its streaming producer once it holds more than ``size`` bytes and
+    resumes it when the client read everything (``drain``)."""
+
+    def __init__(self, size=1000):
+        super().__init__()
+        self.size = size
+        self.buffered = 0
+
+    def write(self, data):
+        super().write(data)
+        self.buffered += len(data)
+        if self.buffered > self.size and self.producer is not None:
+            self.producer.pauseProducing()
+
+    def drain(self):
+        """The client read all the transport held: what it got, after which the producer resumes."""
+        got, self.buffered = self.buffered, 0
+        self.producer.resumeProducing()
+        return got
+
+
+def connected_websocket(limit, size=1000):
+    ws = RecordingWebsocket(limit)
+    ws.transport = PausingTransport(size)
+    ws.connectionMade()
+    return ws
+
+
+def send_message(ws, *frames):
+    """What SyncProtocol.send_frames does: admit the message, then send all its frames."""
+    if ws.admit_message():
+        for frame in frames:
+            ws.sendData(frame)
+
+
 class BackpressureTests(SynchronousTestCase):
+    def setUp(self):
+        self.patch(BackpressureMixin, "CHUNK", 400)
+
     def test_registers_as_producer(self):
         """After the upgrade the websocket replaces the HTTP channel as its transport's streaming producer."""
         transport = StringTransport()
@@ -277,36 +321,76 @@ class BackpressureTests(SynchronousTestCase):
         self.assertIs(transport.producer, ws)
         self.assertTrue(transport.streaming)
 
-    def test_paused_client_closed_past_limit(self):
-        """While the transport is paused, bytes are counted; past the limit the connection closes with 1008 and one log line."""
-        log = LogCapture(self)
-        ws = RecordingWebsocket(100)
-        ws.sendData(b"x" * 500)  # not paused: no count
-        ws.pauseProducing()
-        ws.sendData(b"x" * 60)
-        ws.sendData(b"x" * 30)
+    def test_a_reading_client_gets_any_size(self):
+        """A message many times the limit, written in one turn, reaches a client that reads, whole, a chunk each
+        time the transport drained; other messages follow it in order (issue 13, item 1)."""
+        ws = connected_websocket(limit=100)
+        big = bytes(range(256)) * 40  # 10240 bytes: 100 times the limit
+        send_message(ws, b"head", big, b"tail")
+        send_message(ws, b"next")  # a moment later: more than the limit waits, but the client reads
         self.assertIsNone(ws.closed_with)
-        ws.sendData(b"x" * 30)
-        self.assertEqual(ws.closed_with, (1008, b"client too slow"))
-        self.assertEqual(ws.sent, [b"x" * 500, b"x" * 60, b"x" * 30])  # the message over the limit is not queued
-        self.assertEqual(len(log.matching("client too slow, more than 100 bytes")), 1)
+        self.assertEqual(ws.transport.value(), b"head" + big[:1200])  # chunks until the transport held over 1000
+        writes = [ws.transport.drain()]
+        while ws.queued_bytes:
+            ws.factory.clock.advance(SEND_TIMEOUT - 1)  # slow, but reading
+            send_message(ws, b"more")
+            writes.append(ws.transport.drain())
+        self.assertIsNone(ws.closed_with)
+        self.assertEqual(ws.transport.value(), b"head" + big + b"tail" + b"next" + b"more" * (len(writes) - 1))
+        self.assertLessEqual(max(writes), 1000 + 400)  # the transport's size and one chunk, never the whole
 
-    def test_resume_resets_the_count(self):
-        """A client that reads again (the transport resumes) starts from zero."""
-        ws = RecordingWebsocket(100)
-        ws.pauseProducing()
-        ws.sendData(b"x" * 90)
-        ws.resumeProducing()
-        ws.pauseProducing()
-        ws.sendData(b"x" * 90)
+    def test_a_client_that_does_not_read_is_closed_before_a_message(self):
+        """Past the limit, a client that read nothing for --websocket-send-timeout gets no new message: the connection closes
+        with 1008 before the message's first frame, with one log line; earlier messages stay whole."""
+        log = LogCapture(self)
+        ws = connected_websocket(limit=2000)
+        for _ in range(3):
+            send_message(ws, b"h" * 10, b"x" * 1000)
+        self.assertEqual(ws.queued_bytes, 3030 - 1010)  # the transport took 1010 bytes before it paused
+        ws.factory.clock.advance(SEND_TIMEOUT - 0.1)
+        send_message(ws, b"h" * 10, b"x" * 1000)  # not yet: the client had not had its time
         self.assertIsNone(ws.closed_with)
+        queued = ws.queued_bytes
+        ws.factory.clock.advance(0.1)
+        send_message(ws, b"NEW", b"y" * 10)
+        self.assertEqual(ws.closed_with, (1008, b"client too slow"))
+        self.assertEqual(ws.queued_bytes, queued, "nothing of the refused message was queued")
+        self.assertTrue(ws.too_slow)
+        self.assertEqual(len(log.matching("client too slow, 3030 bytes waiting for it (more than "
+                                          "--websocket-max-send-buffer 2000) and nothing read for 30 s")), 1)
+
+    def test_zero_means_no_limit(self):
+        """--websocket-max-send-buffer 0: a client that reads nothing is never closed for it."""
+        ws = connected_websocket(limit=0)
+        for _ in range(50):
+            send_message(ws, b"x" * 1000)
+            ws.factory.clock.advance(SEND_TIMEOUT)
+        self.assertIsNone(ws.closed_with)
+        self.assertEqual(ws.queued_bytes, 50_000 - 1400)  # all but what the transport took before it paused
+
+    def test_reading_again_restarts_the_wait(self):
+        """A client that reads a chunk counts as reading: the wait for it starts again."""
+        ws = connected_websocket(limit=100)
+        send_message(ws, b"x" * 5000)
+        ws.factory.clock.advance(SEND_TIMEOUT + 1)
+        ws.transport.drain()
+        send_message(ws, b"y")
+        self.assertIsNone(ws.closed_with)
+
+    def test_lost_connection_forgets_the_queue(self):
+        """When the connection is lost, nothing stays queued for it."""
+        ws = connected_websocket(limit=100)
+        send_message(ws, b"x" * 5000)
+        ws.connectionLost(None)
+        self.assertEqual(ws.queued_bytes, 0)
 
 
 class SlowClientTests(ServerTestCase):
     def test_slow_client_closed_1008(self):
-        """In a running server, a websocket whose transport stays paused is closed with 1008 once the backlog passes the limit; other sessions carry on."""
+        """In a running server, a websocket whose transport stays paused is closed with 1008 once the backlog passes the
+        limit and it read nothing for --websocket-send-timeout; other sessions carry on."""
         server = self.start_server(write_app(self.tmp_path, "sliders", SLIDER_APP),
-                                   args=["--websocket-max-send-buffer", "5000"])
+                                   args=["--websocket-max-send-buffer", "5000", "--websocket-send-timeout", "2000"])
         log = LogCapture(self)
         token = make_token()
         client, pump = websocket(server, "sliders", token)
@@ -317,6 +401,9 @@ class SlowClientTests(ServerTestCase):
         div = session.document.get_model_by_name("div")
         for n in range(40):
             session.with_document_locked(setattr, div, "text", str(n) * 200)
+        self.assertFalse(connection.too_slow, "the client has had no time to read yet")
+        server.clock.advance(2)
+        session.with_document_locked(setattr, div, "text", "one more")
         self.assertTrue(connection.too_slow)
         self.assertEqual(len(log.matching("client too slow")), 1)
         server.clock.advance(2)  # the close handshake times out: the connection is dropped

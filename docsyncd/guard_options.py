@@ -27,7 +27,7 @@ class GuardOptions:
     optParameters = [
         ["auth-module", None, None, "A Python file with Bokeh's auth hooks (get_user or get_user_async, login_url "
                                     "or get_login_url, optional logout_url; LoginHandler and LogoutHandler as "
-                                    "twisted.web Resource classes)."],
+                                    "twisted.web Resource classes); default: BOKEH_AUTH_MODULE."],
         ["cookie-secret", None, None, "Key for signed cookies (get_secure_cookie, set_secure_cookie); default: "
                                       "DOCSYNC_COOKIE_SECRET or BOKEH_COOKIE_SECRET."],
         ["max-sessions", None, 0, "Most live sessions, over all apps; a request for a new one beyond it gets 503 "
@@ -42,12 +42,12 @@ class GuardOptions:
                                            "from connecting or from the request's first byte (websocket opening "
                                            "handshakes included); slower gets 408 and is disconnected (0: no "
                                            "limit).", int],
-        ["websocket-max-send-buffer", None, 64 * MIB, "Bytes that may wait for a websocket client that reads "
-                                                      "nothing for --websocket-send-timeout; beyond, the next "
-                                                      "message is not sent and the connection closes 1008 'client "
-                                                      "too slow' (0: no limit).", int],
-        ["websocket-send-timeout", None, 30000, "ms a websocket client may read nothing while more than "
-                                                "--websocket-max-send-buffer waits for it.", int],
+        ["websocket-max-send-buffer", None, 64 * MIB, "Bytes that may wait for a websocket client that has read "
+                                                      "nothing for the send timeout; beyond, the next message is "
+                                                      "not sent and the connection closes 1008 'client too slow' "
+                                                      "(0: no limit).", int],
+        ["websocket-send-timeout", None, 30000, "ms a websocket client may read nothing while more than the send "
+                                                "buffer limit waits for it.", int],
     ]
     optFlags = [
         ["use-xheaders", None, "Take the client's address, scheme and host from X-Real-IP / X-Forwarded-For, "
@@ -85,7 +85,8 @@ class GuardOptions:
         self._add_names("exclude-cookies", names)
 
     def check_guard_options(self: Any) -> None:
-        """Called from ``postOptions``: refuse what cannot work, in one sentence; fill defaults from the environment."""
+        """Called from ``postOptions`` (after bokeh_settings filled defaults from the environment): refuse what
+        cannot work, in one sentence."""
         for kind in ("headers", "cookies"):
             if self[f"include-{kind}"] is not None and self[f"exclude-{kind}"] is not None:
                 raise usage.UsageError(f"give --include-{kind} or --exclude-{kind}, not both")
@@ -98,8 +99,6 @@ class GuardOptions:
         for host in self["allow-host"]:
             if not host.strip() or "/" in host:
                 raise usage.UsageError(f"--allow-host {host!r}: give a host name, optionally with :port")
-        if not self["cookie-secret"]:
-            self["cookie-secret"] = os.environ.get("DOCSYNC_COOKIE_SECRET") or os.environ.get("BOKEH_COOKIE_SECRET")
         if self["auth-module"]:
             path = os.path.abspath(os.path.expanduser(self["auth-module"]))  # before twistd changes directory
             if not os.path.isfile(path):

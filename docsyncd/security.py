@@ -19,10 +19,13 @@ _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 
 def normalise_host(netloc: str, scheme: str = "http") -> str:
-    """``host:port`` in lower case, with the scheme's default port made explicit."""
+    """``host:port`` in lower case, with the scheme's default port made explicit; ``*`` alone is any host on any
+    port (as in bokeh serve's allowlists)."""
     netloc = netloc.strip().lower()
     if not netloc:
         return ""
+    if netloc == "*":
+        return "*:*"
     host, sep, port = netloc.rpartition(":")
     if not sep or "]" in port:  # no port (an IPv6 literal's colons are inside [])
         return f"{netloc}:{_DEFAULT_PORTS.get(scheme, 80)}"

@@ -27,7 +27,8 @@ log = Logger(observer=logs.observer)
 DEFAULT_PORT = 5006
 
 
-def _escape_endpoint(value: str) -> str:
+def escape_endpoint(value: str) -> str:
+    """``value`` as one field of a Twisted endpoint string (``:``, ``=`` and ``\\`` escaped)."""
     return value.replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
 
 
@@ -50,12 +51,13 @@ class Options(GuardOptions, usage.Options):  # proxy, access and limit options: 
         ["check-unused-sessions", None, 17000, "How often to look for unused sessions, in ms.", int],
         ["unused-session-lifetime", None, 15000, "How long a session without connections lives, in ms.", int],
         ["session-token-expiration", None, 300, "Seconds a page's session token may wait before its websocket opens.", int],
-        ["session-ids", None, "unsigned", "unsigned; signed with DOCSYNC_SECRET_KEY (BOKEH_SECRET_KEY also read); or "
-                                          "external-signed: signed, and only ids made elsewhere are accepted."],
+        ["session-ids", None, None, "unsigned; signed with DOCSYNC_SECRET_KEY (BOKEH_SECRET_KEY also read); or "
+                                    "external-signed: signed, and only ids made elsewhere are accepted (default: "
+                                    "signed if BOKEH_SIGN_SESSIONS is true, else unsigned)."],
         ["websocket-max-message-size", None, 20 * 1024 * 1024, "Largest websocket message accepted, in bytes.", int],
         ["websocket-compression-level", None, 1, "zlib level (1 fastest to 9 smallest) of permessage-deflate, "
                                                  "used when a client offers it (0: off).", int],
-        ["log-level", None, "info", f"One of {', '.join(logs.LEVELS)}."],
+        ["log-level", None, None, f"One of {', '.join(logs.LEVELS)} (default: BOKEH_PY_LOG_LEVEL, else info)."],
         ["log-format", None, "text", "text, or json: one JSON object per line, for log shippers."],
         ["stats-log-frequency", None, 15000, "Milliseconds between log lines counting sessions and connections (0: none).", int],
         ["index", None, None, "Jinja2 template for the index page (variables: prefix, items, published)."],
@@ -93,7 +95,8 @@ class Options(GuardOptions, usage.Options):  # proxy, access and limit options: 
         self["listen"].append(endpoint)
 
     def opt_allow_websocket_origin(self, host: str) -> None:
-        """A host[:port] whose pages may open websockets (repeatable; replaces the default, this server itself)."""
+        """A host[:port] whose pages may open websockets (repeatable; * for any; replaces the default, this server
+        itself; BOKEH_ALLOW_WS_ORIGIN, when set, replaces this, as in bokeh serve)."""
         self["allow-websocket-origin"].append(host)
 
     def parseOptions(self, options: list[str] | None = None) -> None:
@@ -113,6 +116,9 @@ class Options(GuardOptions, usage.Options):  # proxy, access and limit options: 
     def postOptions(self) -> None:
         if not self["apps"] and self.require_app:
             raise usage.UsageError("give at least one app with --app PATH (a .py module or a directory with main.py)")
+        from .bokeh_settings import apply_bokeh_settings  # BOKEH_* and DOCSYNC_* defaults: one place
+
+        apply_bokeh_settings(self)
         if self["store"] not in (None, "memory"):
             self["store"] = os.path.abspath(os.path.expanduser(self["store"]))  # before twistd changes directory
         for name in ("keep-alive",):
@@ -137,14 +143,13 @@ class Options(GuardOptions, usage.Options):  # proxy, access and limit options: 
             self.parent["logger"] = "docsyncd.logs.json_observer"
         if self["session-ids"] not in ("unsigned", "signed", "external-signed"):
             raise usage.UsageError("--session-ids must be unsigned, signed or external-signed")
-        self["secret-key"] = os.environ.get("DOCSYNC_SECRET_KEY") or os.environ.get("BOKEH_SECRET_KEY")
         if self["session-ids"] != "unsigned" and not self["secret-key"]:
             raise usage.UsageError(f"--session-ids {self['session-ids']} needs a secret key in DOCSYNC_SECRET_KEY (make one with `docsync secret`)")
         self["prefix"] = "/" + self["prefix"].strip("/") if self["prefix"].strip("/") else ""
         if not self["listen"]:
             endpoint = f"tcp:{self['port']}"
             if self["address"]:
-                endpoint += f":interface={_escape_endpoint(self['address'])}"
+                endpoint += f":interface={escape_endpoint(self['address'])}"
             self["listen"] = [endpoint]
         if self["index"] and not os.path.isfile(self["index"]):
             raise usage.UsageError(f"--index {self['index']}: no such file")

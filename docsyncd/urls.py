@@ -10,7 +10,6 @@ Tests: tests/test_cli.py
 
 from __future__ import annotations
 
-import webbrowser
 from typing import Any, Callable
 
 from twisted.application import service
@@ -83,16 +82,26 @@ def app_urls(base: str, prefix: str, names: list[str]) -> list[str]:
     return [f"{base}{prefix}/{name}" for name in names]
 
 
+def _bokeh_browser() -> Any:
+    from bokeh.util.browser import get_browser_controller
+
+    return get_browser_controller()
+
+
 class BrowserOpener(service.Service):
-    """``--show``: once the server listens, open each app in a web browser (``$BROWSER`` is honoured)."""
+    """``--show``: once the server listens, open each app in a web browser.
+
+    The browser is Bokeh's choice, as for bokeh serve --show: ``BOKEH_BROWSER``
+    (``none``: none), else the standard library's (which honours ``$BROWSER``).
+    """
 
     def __init__(self, top: service.IService, prefix: str, names: list[str], reactor: Any,
-                 open_url: Callable[[str], Any] = webbrowser.open):
+                 open_url: Callable[[str], Any] | None = None):
         self.top = top
         self.prefix = prefix
         self.names = names
         self.reactor = reactor
-        self.open_url = open_url
+        self.open_url = open_url or _bokeh_browser().open
 
     def startService(self) -> None:
         super().startService()
@@ -105,5 +114,5 @@ class BrowserOpener(service.Service):
             return
         for url in app_urls(bases[0], self.prefix, self.names):
             log.info("--show: opening {url}", url=url)
-            # webbrowser may wait for the browser; keep the reactor free.
+            # Opening may wait for the browser; keep the reactor free.
             self.reactor.callInThread(self.open_url, url)

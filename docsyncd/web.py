@@ -251,8 +251,13 @@ class AppResource(resource.Resource):
         return notFound()
 
     def resources(self, absolute_url: str | None = None) -> Resources:
+        """Where pages load BokehJS from: this server's /static/ unless BOKEH_RESOURCES says otherwise (cdn,
+        inline ...), as bokeh serve decides; Bokeh's Resources also read BOKEH_MINIFIED, BOKEH_LOG_LEVEL, BOKEH_DEV."""
+        mode = settings.resources(default="server")
+        if mode not in ("server", "server-dev"):
+            return Resources(mode=mode)
         root = (absolute_url or "").rstrip("/") + self.prefix + "/"
-        return Resources(mode="server", root_url=root, path_versioner=self.static_files.versioned)
+        return Resources(mode=mode, root_url=root, path_versioner=self.static_files.versioned)
 
     def page_bundle(self) -> tuple[str, str]:
         """The page's script and style tags, rendered again only when new model classes appear.
@@ -389,7 +394,8 @@ class Root(resource.Resource):
         super().__init__()
         self.index = index
         self.putChild(b"static", static_files.resource())
-        self.putChild(b"favicon.ico", static.File(settings.ico_path(), defaultType="image/x-icon"))
+        if settings.ico_path() != "none":  # BOKEH_ICO_PATH, as bokeh serve reads it
+            self.putChild(b"favicon.ico", static.File(settings.ico_path(), defaultType="image/x-icon"))
 
     def getChild(self, name: bytes, request: server.Request) -> resource.Resource:
         if name == b"" and self.index is not None:

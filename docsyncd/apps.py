@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,9 +66,18 @@ def describe_handler_error(handler: Any) -> str:
     return error
 
 
+#: The modules the process had imported before it loaded its first app (docsyncd's, Twisted's, a test
+#: runner's): whatever else is imported later from outside the Python installation is the apps' (dev.py).
+PROCESS_MODULES: frozenset[str] = frozenset()
+
+
 def load_app(path: str, argv: list[str] | None = None) -> LoadedApp:
     """Load the app at ``path``; raise ``AppLoadError`` with a one-line reason."""
     from bokeh.application.handlers import DirectoryHandler, ScriptHandler
+
+    global PROCESS_MODULES
+    if not PROCESS_MODULES:
+        PROCESS_MODULES = frozenset(sys.modules)
 
     path = os.path.abspath(os.path.expanduser(path))
     argv = list(argv or [])

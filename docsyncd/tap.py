@@ -69,8 +69,9 @@ class Options(GuardOptions, usage.Options):  # proxy, access and limit options: 
     optFlags = [
         ["no-websocket-compression", None, "Decline permessage-deflate (the same as --websocket-compression-level 0)."],
         ["disable-index", None, "Answer 404 at / instead of listing the apps."],
-        ["dev", None, "Watch each app's .py, .html, .css and .yaml files; on a change, reload the app "
-                      "and the open pages (development only)."],
+        ["dev", None, "Watch each app's .py, .html, .css and .yaml files and the modules it imports from "
+                      "outside the Python installation; on a change, reload the app and the open pages "
+                      "(development only)."],
         ["show", None, "Open each app in a web browser once the server listens."],
         ["args", None, "Every argument after this one becomes the apps' sys.argv[1:]."],
         ["lazy-documents", None, "Build a session's document when its websocket opens, not at the page GET "

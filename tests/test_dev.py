@@ -291,3 +291,46 @@ def test_without_dev_there_is_no_watcher(app_dir):
     assert "MultiService" not in names and "AppWatcher" not in names
     site = top.services[1].factory
     assert type(site.resource.children[b"devapp"]).__name__ == "AppResource"
+
+
+def test_modules_a_single_file_app_imports_are_watched_and_reloaded(tmp_path):
+    """A helper.py beside a single-file app is watched once the app imported it (its first import is no change);
+    editing it reloads the app, and the new sessions run the new helper (issue 13, item 6)."""
+    helper = tmp_path / "dev_helper_for_test.py"
+    helper.write_text("TEXT = 'helper one'\n")
+    app = tmp_path / "single.py"
+    app.write_text("from bokeh.models import Div\nfrom bokeh.plotting import curdoc\n"
+                   "from dev_helper_for_test import TEXT\ncurdoc().add_root(Div(text=TEXT, name='banner'))\n")
+    clock = Clock()
+    manager = SessionManager(load_app(str(app)), clock, clock)
+    watcher = AppWatcher(manager, [], clock)
+    reloads: list[int] = []
+    watcher.subscribe(reloads.append)
+    watcher.startService()
+    try:
+        assert new_session_text(manager, "one") == "helper one"
+        clock.advance(POLL_INTERVAL)
+        assert reloads == [], "importing the helper is no change"
+        assert str(helper.resolve()) in watcher._snapshot
+        old = helper.stat().st_mtime_ns
+        helper.write_text("TEXT = 'helper two'\n")
+        os.utime(helper, ns=(old + 10**9, old + 10**9))
+        clock.advance(POLL_INTERVAL)
+        assert reloads == [1]
+        assert "dev_helper_for_test" not in sys.modules, "the old helper was dropped"
+        assert new_session_text(manager, "two") == "helper two"
+    finally:
+        watcher.stopService()
+        sys.modules.pop("dev_helper_for_test", None)
+    assert clock.getDelayedCalls() == []
+
+
+def test_user_modules_are_the_apps_own(tmp_path):
+    """Modules of the Python installation, of docsyncd and of the process before any app are not the app's."""
+    from docsyncd.dev import user_modules
+
+    write_app(tmp_path / "first")
+    load_app(str(tmp_path / "first"))  # the process's modules are those before its first app
+    modules = user_modules()
+    assert not [name for name in modules if name.split(".")[0] in ("docsyncd", "twisted", "bokeh", "json", "pytest")]
+    assert "test_dev" not in modules and "unit_support" not in modules

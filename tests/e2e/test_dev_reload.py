@@ -48,20 +48,34 @@ def docsync_command() -> list[str]:
     return [script] if script else [sys.executable, "-m", "docsyncd.cli"]
 
 
+HELPER_APP = """\
+from bokeh.models import Div
+from bokeh.plotting import curdoc
+from helper import banner_text
+curdoc().add_root(Div(text=banner_text(), name="banner"))
+"""
+
+
 @pytest.fixture
-def dev_server(server_kind, tmp_path):
-    """`docsync serve devapp --dev` on a free port, for a small directory app in a temporary directory."""
+def dev_server(server_kind, tmp_path, request):
+    """`docsync serve devapp --dev` on a free port, for a small directory app in a temporary directory
+    (parametrized indirectly with "single": `single.py`, a one-file app importing `helper.py` beside it)."""
     if server_kind != "docsync":
         pytest.skip("`docsync serve --dev` is docsyncd's own command")
-    app = tmp_path / "devapp"
-    app.mkdir()
-    save(app / "main.py", app_source("version one"))
+    if getattr(request, "param", None) == "single":
+        save(tmp_path / "helper.py", "def banner_text():\n    return 'helper one'\n")
+        save(tmp_path / "single.py", HELPER_APP)
+        app = tmp_path / "single.py"
+    else:
+        app = tmp_path / "devapp"
+        app.mkdir()
+        save(app / "main.py", app_source("version one"))
     port = free_port()
     log_path = tmp_path / "docsync-serve.log"
     log_file = open(log_path, "w+", encoding="utf-8")
     env = {**os.environ, "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen([*docsync_command(), "serve", "devapp", "--dev", "--port", str(port),
+    proc = subprocess.Popen([*docsync_command(), "serve", app.name, "--dev", "--port", str(port),
                              "--address", "127.0.0.1"],
                             cwd=tmp_path, env=env, stdout=log_file, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL)
@@ -70,7 +84,7 @@ def dev_server(server_kind, tmp_path):
         log_file.flush()
         return log_path.read_text(encoding="utf-8", errors="replace")
 
-    url = f"http://localhost:{port}/devapp"
+    url = f"http://localhost:{port}/{app.stem}"
 
     def answers() -> bool:
         if proc.poll() is not None:
@@ -82,7 +96,7 @@ def dev_server(server_kind, tmp_path):
             return False
 
     wait_until(answers, timeout=START_TIMEOUT, message=lambda: f"{url} to answer; log:\n{log()}")
-    yield app / "main.py", url, log
+    yield (app if app.is_file() else app / "main.py"), url, log
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
     try:
@@ -163,3 +177,18 @@ def test_dev_edit_reloads_page_syntax_error_shows_and_fix_recovers(dev_server, p
                   "the page to come back with version three", log)
     page.get_by_text("version three").wait_for()
     assert log().count("docsync serve: serving") == 1, "the server was restarted"
+
+
+@pytest.mark.parametrize("dev_server", ["single"], indirect=True)
+def test_dev_edit_of_an_imported_module_reloads_page(dev_server, page):
+    """Editing helper.py, which a single-file app imports, reloads the open page, and the page shows the new
+    helper's result (bokeh serve --dev restarts on it too)."""
+    single_py, url, log = dev_server
+    page.open(url)
+    assert page.get("banner", "text") == "helper one"
+    wait_until(lambda: "helper.py; watching it too" in log(), timeout=5, message="the helper to be watched")
+    mark(page)
+    save(single_py.parent / "helper.py", "def banner_text():\n    return 'helper two'\n")
+    wait_for_page(page, lambda s: not s["marked"] and s["banner"] == "helper two" and s["idle"],
+                  "the page to reload with the new helper", log)
+    page.get_by_text("helper two").wait_for()

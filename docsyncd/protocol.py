@@ -27,6 +27,7 @@ from .contexts import RequestContext
 from .limits import BackpressureMixin
 from .metrics import REGISTRY
 from .proxy import NO_FORWARDING
+from .routing import target_arguments
 from .security import OriginPolicy, TokenPolicy
 from .sessions import SessionManager
 
@@ -128,8 +129,8 @@ class SyncProtocol(BackpressureMixin, QuietFrameWriter):  # slow clients: limits
         )
         self._request_facts = dict(path=request.path, uri=request.path, host=host, remote_ip=remote_ip,
                                    protocol=scheme)
-        # bokeh.client sends its request arguments on the websocket URL, not in the token.
-        self._url_arguments = {k: [v.encode("utf-8") for v in vs] for k, vs in request.params.items()}
+        # bokeh.client sends its request arguments on the websocket URL, not in the token; read as pages read them.
+        self._url_arguments = target_arguments(self.http_request_uri)
         return "bokeh" if "bokeh" in protocols else None
 
     def onOpen(self) -> None:

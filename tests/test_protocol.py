@@ -86,6 +86,16 @@ class HandshakeTests(ProtocolTestCase):
         self.assertEqual(session.document.session_context.request.arguments, {"ticker": [b"MSFT"]})
         self.assertEqual(session.document.session_context.request.remote_ip, "127.0.0.1")
 
+    def test_websocket_url_arguments_read_as_pages_read_them(self):
+        """A token without arguments (bokeh.client) lets the websocket URL's query stand in, read as bokeh serve
+        reads it: percent-escapes of any byte, UTF-8 or not."""
+        token = make_token()
+        answer = self.server.raw(upgrade_request("/sliders/ws?label=caf%C3%A9&raw=%E9", f"bokeh, {token}"))
+        self.assertTrue(answer.startswith(b"HTTP/1.1 101 "), answer[:100])
+        session = self.server.session_of("sliders", token)
+        self.assertEqual(session.document.session_context.request.arguments,
+                         {"label": [b"caf\xc3\xa9"], "raw": [b"\xe9"]})
+
     def test_two_connections_share_session(self):
         """Two websockets with one token join the same session."""
         token = make_token()

@@ -9,18 +9,13 @@ from bokeh.settings import Settings
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from docsyncd import bokeh_settings, tap
+from docsyncd import bokeh_settings
 from docsyncd.security import OriginPolicy
 
+from test_tap import parse
 from unit_support import SLIDER_APP, InMemoryServer, write_app
 
 ALL_BOKEH_VARIABLES = sorted({s.env_var for s in vars(Settings).values() if hasattr(s, "env_var")})
-
-
-def parse(*argv):
-    options = tap.Options()
-    options.parseOptions(list(argv))
-    return options
 
 
 class SettingsTestCase(SynchronousTestCase):

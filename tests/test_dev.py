@@ -55,15 +55,21 @@ def app_dir(tmp_path):
     return directory
 
 
-@pytest.fixture
-def watched(app_dir):
-    """A started AppWatcher on a Clock over a SessionManager of the app; stopped afterwards."""
+def start_watcher(path):
+    """A started AppWatcher on a Clock over a SessionManager of the app at ``path``, and the reloads it made."""
     clock = Clock()
-    manager = SessionManager(load_app(str(app_dir)), clock, clock)
+    manager = SessionManager(load_app(str(path)), clock, clock)
     watcher = AppWatcher(manager, [], clock)
     reloads: list[int] = []
     watcher.subscribe(reloads.append)
     watcher.startService()
+    return manager, watcher, clock, reloads
+
+
+@pytest.fixture
+def watched(app_dir):
+    """``start_watcher`` for the app directory; stopped afterwards."""
+    manager, watcher, clock, reloads = start_watcher(app_dir)
     yield manager, watcher, clock, reloads
     if watcher.running:
         watcher.stopService()
@@ -301,12 +307,7 @@ def test_modules_a_single_file_app_imports_are_watched_and_reloaded(tmp_path):
     app = tmp_path / "single.py"
     app.write_text("from bokeh.models import Div\nfrom bokeh.plotting import curdoc\n"
                    "from dev_helper_for_test import TEXT\ncurdoc().add_root(Div(text=TEXT, name='banner'))\n")
-    clock = Clock()
-    manager = SessionManager(load_app(str(app)), clock, clock)
-    watcher = AppWatcher(manager, [], clock)
-    reloads: list[int] = []
-    watcher.subscribe(reloads.append)
-    watcher.startService()
+    manager, watcher, clock, reloads = start_watcher(app)
     try:
         assert new_session_text(manager, "one") == "helper one"
         clock.advance(POLL_INTERVAL)

@@ -152,9 +152,13 @@ class AppWatcher(Service):
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
+    def _app_files(self) -> list[str]:
+        """``watched_files`` of the app, with symbolic links resolved as ``user_modules`` resolves them."""
+        return [os.path.realpath(f) for f in watched_files(self.path)]
+
     def _files(self) -> list[str]:
         """The app's files, then the files of the modules it imported (``user_modules``)."""
-        files = watched_files(self.path)
+        files = self._app_files()
         return files + sorted(set(user_modules().values()) - set(files))
 
     def check(self) -> defer.Deferred | None:
@@ -164,17 +168,18 @@ class AppWatcher(Service):
         an app file that appeared; a module's file that appears because the
         app imported it for the first time is only watched from now on.
         """
-        app_files = set(watched_files(self.path))
+        app_files = set(self._app_files())
         current = snapshot(self._files())
         changed = sorted(name for name in set(current) | set(self._snapshot)
-                         if current.get(name) != self._snapshot.get(name) and (name in self._snapshot or name in app_files))
+                         if current.get(name) != self._snapshot.get(name)
+                         and (name in self._snapshot or name in app_files))
         for name in sorted(set(current) - set(self._snapshot) - set(changed)):
             log.info("--dev: app {app} imported {file}; watching it too", app=self.manager.app.name, file=name)
         self._snapshot = current
         if not changed:
             return None
         log.info("--dev: {files} changed; reloading app {app}",
-                 files=", ".join(os.path.relpath(f, os.path.dirname(self.path)) for f in changed),
+                 files=", ".join(os.path.relpath(f, os.path.dirname(os.path.realpath(self.path))) for f in changed),
                  app=self.manager.app.name)
         d = defer.Deferred.fromCoroutine(self.reload())
         return d.addErrback(lambda f: log.failure("--dev: error while reloading app {app}", f,
@@ -200,7 +205,7 @@ class AppWatcher(Service):
     def _forget_app_modules(self) -> None:
         """Drop the app's own modules (``user_modules``, the app directory's too) from ``sys.modules``, so that
         the new version imports them afresh; sessions of the old version keep what they hold."""
-        ours = {os.path.realpath(f) for f in watched_files(self.path) if f.endswith(".py")}
+        ours = {f for f in self._app_files() if f.endswith(".py")}
         ours.update(user_modules().values())
         for name, module in list(sys.modules.items()):
             filename = getattr(module, "__file__", None)

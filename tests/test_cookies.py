@@ -75,7 +75,8 @@ class ReadersTests(SynchronousTestCase):
     def test_two_cookie_headers(self):
         """Cookies of several Cookie headers all count (joined with ';', RFC 9113)."""
         server = InMemoryServer([write_app(self.tmp_path, "sliders", SLIDER_APP)]).start_for(self)
-        response = server.raw(b"GET /sliders HTTP/1.0\r\nHost: localhost:5006\r\nCookie: a=1\r\nCookie: b=\"2 2\"\r\n\r\n")
+        response = server.raw(b"GET /sliders HTTP/1.0\r\nHost: localhost:5006\r\n"
+                              b"Cookie: a=1\r\nCookie: b=\"2 2\"\r\n\r\n")
         token = response.split(b'"token":"')[1].split(b'"')[0].decode()
         self.assertEqual(RequestContext.from_token(token).cookies, {"a": "1", "b": "2 2"})
 

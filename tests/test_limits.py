@@ -340,8 +340,9 @@ class BackpressureTests(SynchronousTestCase):
         self.assertLessEqual(max(writes), 1000 + 400)  # the transport's size and one chunk, never the whole
 
     def test_a_client_that_does_not_read_is_closed_before_a_message(self):
-        """Past the limit, a client that read nothing for --websocket-send-timeout gets no new message: the connection closes
-        with 1008 before the message's first frame, with one log line; earlier messages stay whole."""
+        """Past the limit, a client that read nothing for --websocket-send-timeout gets no new message: the
+        connection closes with 1008 before the message's first frame, with one log line; earlier messages stay
+        whole."""
         log = LogCapture(self)
         ws = connected_websocket(limit=2000)
         for _ in range(3):

@@ -58,7 +58,8 @@ def test_non_ascii_arguments_and_quoted_cookies(server):
 
 @pytest.mark.timeout(120)
 def test_malformed_query_arguments_get_a_status(server):
-    """Arguments that are not UTF-8 or not well escaped get a status (bokeh serve's but for raw bytes), never an empty reply."""
+    """Arguments that are not UTF-8 or not well escaped get a status (bokeh serve's but for raw bytes), never an
+    empty reply."""
 
     async def statuses():
         return [(await http_get("127.0.0.1", server.port, path)).status for path, _ in MALFORMED]

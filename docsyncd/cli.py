@@ -136,12 +136,8 @@ def serve(argv: list[str]) -> int:
 
     reactor = _install_asyncio_reactor()
     from twisted.application import service
-    from twisted.logger import globalLogBeginner, textFileLogObserver
-
-    from .apps import app_name
-    from .urls import app_urls, listening_base_urls
-
     from twisted.internet.endpoints import serverFromString
+    from twisted.logger import globalLogBeginner, textFileLogObserver
 
     for endpoint in options["listen"]:
         try:  # parsing reads certificate files and such, but does not listen yet
@@ -168,14 +164,6 @@ def serve(argv: list[str]) -> int:
     # Runs every session's destroyed hooks and on_server_unloaded before exit.
     reactor.addSystemEventTrigger("before", "shutdown", root.stopService)
 
-    names = [app_name(path) for path in options["apps"]]
-
-    def print_urls(bases: list[str]) -> None:
-        for base in bases:
-            for url in app_urls(base, options["prefix"], names):
-                print(f"docsync serve: serving {url}", flush=True)
-
-    listening_base_urls(top).addCallback(print_urls)
     reactor.run()
     return 0
 

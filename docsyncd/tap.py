@@ -157,11 +157,21 @@ class Options(GuardOptions, usage.Options):  # proxy, access and limit options: 
 
 
 def make_service(options: Options, reactor: Any) -> service.MultiService:
-    """The daemon's service tree for ``options``, listening through ``reactor``."""
+    """The daemon's service tree for ``options``, listening through ``reactor``; it logs each app's URL."""
+    from .apps import app_name
+    from .urls import UrlAnnouncer
+
     if options.get("workers") is not None:  # a parent routing to worker processes: workers.py
         from .workers import make_supervisor_service
 
-        return make_supervisor_service(options, reactor)
+        top = make_supervisor_service(options, reactor)
+    else:
+        top = _single_process_service(options, reactor)
+    UrlAnnouncer(top, options["prefix"], [app_name(path) for path in options["apps"]] or [""]).setServiceParent(top)
+    return top
+
+
+def _single_process_service(options: Options, reactor: Any) -> service.MultiService:
     from .apps import load_apps
     from .server import build_site
 

@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterator
 from twisted.python import usage
 
 from . import logs, tap
+from .listeners import ListenFailed
 
 EXIT_ERROR = 2
 
@@ -158,7 +159,9 @@ def serve(argv: list[str]) -> int:
     root = service.IService(application)
     try:
         root.privilegedStartService()  # listens, as twistd does before dropping privileges
-    except Exception as e:  # address in use, permission, no such directory for a unix socket
+    except ListenFailed as e:  # address in use, permission
+        raise CommandError(f"docsync serve: {str(e.code).removeprefix('docsync: ')}") from None
+    except Exception as e:  # no such directory for a unix socket
         raise CommandError(f"docsync serve: cannot listen: {e}") from None
     root.startService()
     # Runs every session's destroyed hooks and on_server_unloaded before exit.

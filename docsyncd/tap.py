@@ -15,12 +15,13 @@ import signal
 import sys
 from typing import Any
 
-from twisted.application import service, strports
+from twisted.application import service
 from twisted.logger import Logger
 from twisted.python import usage
 
 from . import logs
 from .guard_options import GuardOptions
+from .listeners import add_listeners
 
 log = Logger(observer=logs.observer)
 
@@ -104,7 +105,14 @@ class Options(GuardOptions, usage.Options):  # proxy, access and limit options: 
             at = options.index("--args")
             self["app-argv"] = options[at + 1:]
             options = options[:at + 1]
-        super().parseOptions(options)
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            if getattr(self, "parent", None) is None:  # not under twistd: the caller reports it
+                raise
+            # twistd would print its whole usage (over a hundred lines) above the error.
+            sys.stderr.write(f"twistd docsync: {e} (see twistd docsync --help)\n")
+            raise SystemExit(2) from None
 
     def parseArgs(self, *argv: str) -> None:
         if argv:
@@ -187,12 +195,7 @@ def _single_process_service(options: Options, reactor: Any) -> service.MultiServ
         raise SystemExit(f"docsync: {e}")
     top = service.MultiService()
     apps_service.setServiceParent(top)
-    for endpoint in options["listen"]:
-        try:
-            listener = strports.service(endpoint, site, reactor=reactor)
-        except Exception as e:  # unknown endpoint type, missing key file, bad port...
-            raise SystemExit(f"docsync: --listen {endpoint}: {e}")
-        listener.setServiceParent(top)
+    add_listeners(top, options["listen"], site, reactor)
     if options.get("show"):
         from .urls import BrowserOpener
 

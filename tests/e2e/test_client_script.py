@@ -68,6 +68,7 @@ def test_client_docs_script_animates_line(docsync, tmp_path, new_page):
 
             tab.wait_for(animated, message="the line's y values and line_alpha to change (the periodic callback)")
         assert script.interrupt() == 0, script.output()  # Ctrl-C: loop_until_closed closes and returns
+        assert f"session page: {url}\n" in script.output()
     finally:
         script.kill()
 

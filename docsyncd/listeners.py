@@ -26,16 +26,16 @@ class ListenFailed(SystemExit, Exception):
 
 
 def describe_listen_error(endpoint: str, error: CannotListenError) -> str:
+    """The reason first: a daemonizing twistd shows the shell only the first hundred bytes."""
     reason = getattr(error.socketError, "errno", None)
     if reason == errno.EADDRINUSE:
-        why = f"port {error.port} is in use (stop what holds it, or choose another with --port)"
-    elif reason == errno.EACCES:
-        why = f"no permission to listen on port {error.port} (ports below 1024 need root)"
-    elif reason == errno.EADDRNOTAVAIL:
-        why = f"this machine has no address {error.interface}"
-    else:
-        why = str(error.socketError)
-    return f"docsync: cannot listen on {endpoint}: {why}"
+        return (f"docsync: port {error.port} is in use, cannot listen on {endpoint}; "
+                "stop what holds it, or choose another --port")
+    if reason == errno.EACCES:
+        return f"docsync: no permission to listen on port {error.port} ({endpoint}); ports below 1024 need root"
+    if reason == errno.EADDRNOTAVAIL:
+        return f"docsync: this machine has no address {error.interface}, cannot listen on {endpoint}"
+    return f"docsync: cannot listen on {endpoint}: {error.socketError}"
 
 
 class _Listener(StreamServerEndpointService):

@@ -57,8 +57,8 @@ def test_port_in_use_is_one_line(tmp_path, busy_port):
     assert "Traceback" not in output, output
     problems = [line for line in output.splitlines() if "cannot listen" in line]
     assert len(problems) == 1 and problems[0].endswith(
-        f"docsync: cannot listen on tcp:{busy_port}: port {busy_port} is in use "
-        "(stop what holds it, or choose another with --port)"), output
+        f"docsync: port {busy_port} is in use, cannot listen on tcp:{busy_port}; "
+        "stop what holds it, or choose another --port"), output
 
 
 def test_port_in_use_daemonized_reaches_the_shell(tmp_path, busy_port):
@@ -66,15 +66,15 @@ def test_port_in_use_daemonized_reaches_the_shell(tmp_path, busy_port):
     result = twistd(f"--pidfile={tmp_path / 'd.pid'}", f"--logfile={tmp_path / 'd.log'}", "docsync",
                     "--port", str(busy_port), cwd=tmp_path)
     assert result.returncode == 1
-    assert f"port {busy_port} is in use" in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert f"docsync: port {busy_port} is in use" in result.stderr and "Traceback" not in result.stderr, result.stderr
 
 
 def test_docsync_serve_port_in_use_is_one_line(tmp_path, busy_port):
     result = subprocess.run([sys.executable, "-m", "docsyncd.cli", "serve", str(PRESS_ME), "--port", str(busy_port)],
                             cwd=tmp_path, env=daemon_env(), capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
-    assert result.stderr.splitlines() == [f"docsync serve: cannot listen on tcp:{busy_port}: port {busy_port} is in "
-                                          "use (stop what holds it, or choose another with --port)"]
+    assert result.stderr.splitlines() == [f"docsync serve: port {busy_port} is in use, cannot listen on "
+                                          f"tcp:{busy_port}; stop what holds it, or choose another --port"]
 
 
 def test_app_error_logged_once_as_json(tmp_path):

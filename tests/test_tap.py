@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 import pytest
@@ -192,13 +193,13 @@ class MakeServiceTests(SynchronousTestCase):
         class Reactor(Clock, RaisingMemoryReactor):
             def __init__(self):
                 Clock.__init__(self)
-                RaisingMemoryReactor.__init__(self, listenException=CannotListenError("", 5006, OSError("in use")))
+                RaisingMemoryReactor.__init__(self, listenException=CannotListenError("", 5006, OSError(errno.EADDRINUSE, "in use")))
 
         top = self.make(reactor=Reactor())
         with self.assertRaises(ListenFailed) as raised:
             top.startService()
         self.assertIsInstance(raised.exception, SystemExit)  # twistd -n: Python prints the line, no traceback
-        self.assertIn("cannot listen on tcp:", str(raised.exception.code))
+        self.assertIn("port 5006 is in use, cannot listen on tcp:", str(raised.exception.code))
 
     def test_syntax_error_app(self):
         """An app with a syntax error stops start-up with one line naming the file and line."""

@@ -165,9 +165,10 @@ class Options(GuardOptions, usage.Options):  # proxy, access and limit options: 
 
 
 def make_service(options: Options, reactor: Any) -> service.MultiService:
-    """The daemon's service tree for ``options``, listening through ``reactor``; it logs each app's URL."""
+    """The daemon's service tree for ``options``, listening through ``reactor``; it logs each app's URL
+    (and opens it, with ``--show``) once listening."""
     from .apps import app_name
-    from .urls import UrlAnnouncer
+    from .urls import BrowserOpener, UrlAnnouncer
 
     if options.get("workers") is not None:  # a parent routing to worker processes: workers.py
         from .workers import make_supervisor_service
@@ -175,7 +176,10 @@ def make_service(options: Options, reactor: Any) -> service.MultiService:
         top = make_supervisor_service(options, reactor)
     else:
         top = _single_process_service(options, reactor)
-    UrlAnnouncer(top, options["prefix"], [app_name(path) for path in options["apps"]] or [""]).setServiceParent(top)
+    names = [app_name(path) for path in options["apps"]] or [""]  # [""]: the empty app at /
+    UrlAnnouncer(top, options["prefix"], names).setServiceParent(top)
+    if options.get("show"):
+        BrowserOpener(top, options["prefix"], names, reactor).setServiceParent(top)
     return top
 
 
@@ -196,10 +200,6 @@ def _single_process_service(options: Options, reactor: Any) -> service.MultiServ
     top = service.MultiService()
     apps_service.setServiceParent(top)
     add_listeners(top, options["listen"], site, reactor)
-    if options.get("show"):
-        from .urls import BrowserOpener
-
-        BrowserOpener(top, options["prefix"], [app.name for app in apps] or [""], reactor).setServiceParent(top)  # [""]: the empty app at /
     return top
 
 

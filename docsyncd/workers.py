@@ -641,7 +641,7 @@ def make_supervisor_service(options: usage.Options, reactor: Any) -> service.Mul
     from .apps import load_apps
 
     logs.set_level(options["log-level"])
-    apps = load_apps(options["apps"], options["app-argv"])
+    load_apps(options["apps"], options["app-argv"])  # a broken app stops the parent before any worker starts
 
     count = worker_count(options["workers"])
     argv = list(options["argv"])
@@ -658,8 +658,4 @@ def make_supervisor_service(options: usage.Options, reactor: Any) -> service.Mul
     pool.setServiceParent(top)  # first: stopped last, after the listeners
     factory = RoutingFactory(pool)
     add_listeners(top, options["listen"], factory, reactor)
-    if options.get("show"):
-        from .urls import BrowserOpener
-
-        BrowserOpener(top, options["prefix"], [app.name for app in apps] or [""], reactor).setServiceParent(top)
     return top

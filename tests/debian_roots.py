@@ -107,6 +107,24 @@ def debian_mirror(codename: str | None = None, **sources) -> str:
                          f"(looked in {_SOURCES_LIST} and {_SOURCES_DIR}/*.list, *.sources)")
 
 
+def mounts_under(path: Path) -> list[str]:
+    """Mount points at or under ``path`` now (from /proc/self/mounts), innermost last."""
+    prefix = str(path.resolve())
+    with open("/proc/self/mounts") as f:
+        points = [line.split()[1] for line in f]
+    return [p for p in points if p == prefix or p.startswith(prefix + "/")]
+
+
+def remove_root(path: Path) -> None:
+    """Delete a root directory, never through a mount (a failed debootstrap may leave its /proc mounted)."""
+    for point in reversed(mounts_under(path)):
+        subprocess.run(["umount", "--lazy", point], check=False)
+    leftover = mounts_under(path)
+    if leftover:
+        raise RuntimeError(f"still mounted under {path}, not deleting it: {leftover}")
+    shutil.rmtree(path)
+
+
 @contextmanager
 def _locked(path: Path):
     """One process at a time builds a base (two test runs on one machine share the cache)."""
@@ -131,7 +149,7 @@ def base_root(suite: str, log) -> Path:
         building = base.with_name(f"{suite}.building")
         for stale in (building, base):
             if stale.exists():
-                shutil.rmtree(stale)
+                remove_root(stale)
         log(f"debootstrap {suite} from {mirror} (minbase + python3) into {base}")
         started = time.monotonic()
         with open(base.with_name(f"{suite}.debootstrap.log"), "w") as out:
@@ -178,10 +196,7 @@ class Chroot:
 
     def __exit__(self, *exc_info) -> None:
         self.unmount()
-        leftover = self.mounts()
-        if leftover:
-            raise RuntimeError(f"still mounted under {self.path}, not deleting it: {leftover}")
-        shutil.rmtree(self.path)
+        remove_root(self.path)
 
     @staticmethod
     def _cache_dir(name: str) -> Path:
@@ -194,13 +209,6 @@ class Chroot:
         target.mkdir(parents=True, exist_ok=True)
         subprocess.run(["mount", *how, str(target)], check=True)
         self._mounted.append(target)
-
-    def mounts(self) -> list[str]:
-        """Mount points at or under the root now (from /proc/self/mounts)."""
-        prefix = str(self.path.resolve())
-        with open("/proc/self/mounts") as f:
-            points = [line.split()[1] for line in f]
-        return [p for p in points if p == prefix or p.startswith(prefix + "/")]
 
     def unmount(self) -> None:
         """Unmount everything this root mounted, innermost first; lazily when busy."""

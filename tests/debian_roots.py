@@ -12,8 +12,9 @@ installs.
 The Debian mirror is the host's own, read from its apt sources at run time
 (``debian_mirror``): no package registry is named here.
 
-``Chroot`` runs commands in a copy with ``/proc``, ``/sys`` and ``/dev``
-mounted, and unmounts them (and the cache mounts) on exit, whatever happened.
+``Chroot`` runs commands in a copy with ``/proc``, ``/sys``, ``/dev`` and
+``/dev/pts`` mounted, and unmounts them (and the cache mounts) on exit,
+whatever happened.
 The root shares the host's network, so a daemon inside listens on the host's
 loopback.
 
@@ -187,6 +188,7 @@ class Chroot:
             self._mount(["-t", "proc", "proc"], "proc")
             self._mount(["-t", "sysfs", "sysfs"], "sys")
             self._mount(["--bind", "/dev"], "dev")
+            self._mount(["--bind", "/dev/pts"], "dev/pts")  # apt logs its dpkg runs through a pty
             self._mount(["--bind", str(self._cache_dir(f"apt-archives/{self.suite}"))], "var/cache/apt/archives")
             self._mount(["--bind", str(self._cache_dir("pip"))], "root/.cache/pip")
         except BaseException:

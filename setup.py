@@ -18,7 +18,7 @@ setup(
         "pyyaml",
         "service-identity",
         "pyopenssl",
-        "bokeh>=3.4,<4",
+        "bokeh>=3.4,<3.11",  # tested: 3.4.3, 3.9.2, 3.10 (README: Bokeh versions)
     ],
     extras_require={
         "test": ["pytest", "pytest-timeout", "hypothesis", "playwright"],

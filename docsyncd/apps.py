@@ -19,6 +19,7 @@ from typing import Any
 
 from bokeh.application import Application
 from bokeh.application.handlers.document_lifecycle import DocumentLifecycleHandler
+from bokeh.application.handlers.lifecycle import LifecycleHandler
 
 
 class AppLoadError(Exception):
@@ -44,6 +45,15 @@ class LoadedApp:
     @property
     def static_path(self) -> str | None:
         return self.application.static_path
+
+    @property
+    def label(self) -> str:
+        return app_label(self.name)
+
+
+def app_label(name: str) -> str:
+    """How log lines name an app: ``app NAME``, or ``the app at /`` for the empty one served without --app."""
+    return f"app {name}" if name else "the app at /"
 
 
 def app_name(path: str) -> str:
@@ -104,6 +114,24 @@ def empty_app() -> LoadedApp:
     """The app served at ``/`` when no app is given, as by ``bokeh serve`` without files:
     every session starts with an empty document, which a client pushes or a store restores."""
     return LoadedApp("", "", Application(DocumentLifecycleHandler()))
+
+
+def session_hook(handler: Any, hook: str) -> Any:
+    """The app's own ``on_session_created``/``on_session_destroyed`` behind ``handler``.
+
+    docsyncd calls it on the reactor thread, like every other callback.  Going
+    through the handler's method instead would not: Bokeh 3.10's
+    ``LifecycleHandler.on_session_created`` runs the hook in a worker thread
+    (``asyncio.to_thread``), which also needs a running asyncio loop.  A
+    ``DirectoryHandler`` keeps its ``server_lifecycle.py`` hooks in a
+    ``LifecycleHandler`` of its own; any other handler's method is returned as
+    it is (it may return a coroutine, which ``call_user`` awaits).
+    """
+    lifecycle = getattr(handler, "_lifecycle_handler", handler)
+    own = getattr(lifecycle, f"_{hook}", None)
+    if isinstance(lifecycle, LifecycleHandler) and callable(own):
+        return own
+    return getattr(handler, hook)
 
 
 def document_build_errors(application: Application) -> list[str]:

@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterator
 from twisted.python import usage
 
 from . import logs, tap
+from .listeners import ListenFailed
 
 EXIT_ERROR = 2
 
@@ -136,12 +137,8 @@ def serve(argv: list[str]) -> int:
 
     reactor = _install_asyncio_reactor()
     from twisted.application import service
-    from twisted.logger import globalLogBeginner, textFileLogObserver
-
-    from .apps import app_name
-    from .urls import app_urls, listening_base_urls
-
     from twisted.internet.endpoints import serverFromString
+    from twisted.logger import globalLogBeginner, textFileLogObserver
 
     for endpoint in options["listen"]:
         try:  # parsing reads certificate files and such, but does not listen yet
@@ -162,20 +159,14 @@ def serve(argv: list[str]) -> int:
     root = service.IService(application)
     try:
         root.privilegedStartService()  # listens, as twistd does before dropping privileges
-    except Exception as e:  # address in use, permission, no such directory for a unix socket
+    except ListenFailed as e:  # address in use, permission
+        raise CommandError(f"docsync serve: {str(e.code).removeprefix('docsync: ')}") from None
+    except Exception as e:  # no such directory for a unix socket
         raise CommandError(f"docsync serve: cannot listen: {e}") from None
     root.startService()
     # Runs every session's destroyed hooks and on_server_unloaded before exit.
     reactor.addSystemEventTrigger("before", "shutdown", root.stopService)
 
-    names = [app_name(path) for path in options["apps"]]
-
-    def print_urls(bases: list[str]) -> None:
-        for base in bases:
-            for url in app_urls(base, options["prefix"], names):
-                print(f"docsync serve: serving {url}", flush=True)
-
-    listening_base_urls(top).addCallback(print_urls)
     reactor.run()
     return 0
 

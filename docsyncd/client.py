@@ -657,9 +657,13 @@ class Session:
 
 
 def open_browser(url: str, browser: str | None = None, new: str = "tab") -> None:
+    """Open ``url`` as Bokeh's ``show`` does, and print it: the script's user sees where the session is,
+    also when no browser could be opened (webbrowser then answers False, and Bokeh says nothing)."""
     from bokeh.util.browser import NEW_PARAM, get_browser_controller
 
-    get_browser_controller(browser=browser).open(url, new=NEW_PARAM[new])
+    opened = get_browser_controller(browser=browser).open(url, new=NEW_PARAM[new])
+    note = "" if opened else " (no web browser found to open it; set $BROWSER to choose one)"
+    print(f"session page: {url}{note}", flush=True)
 
 
 # -- HTTP: deleting a published document ------------------------------------------------

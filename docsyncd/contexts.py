@@ -98,6 +98,11 @@ class AppSessionContext(SessionContext):
         return self._session is not None and self._session.destroyed
 
     @property
+    def document(self) -> Any:
+        """The session's document (abstract in Bokeh 3.10's SessionContext; 3.9 had no such property)."""
+        return self._document
+
+    @property
     def request(self) -> RequestContext:
         return self._request
 

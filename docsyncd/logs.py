@@ -52,6 +52,13 @@ def set_level(name: str) -> None:
     if not any(isinstance(h, _ToTwisted) for h in bokeh.handlers):
         bokeh.addHandler(_ToTwisted())
         bokeh.propagate = False
+    # Importing bokeh gives its logger a handler writing to the stderr of that
+    # moment (bokeh.util.logconfig), so every record also went out as raw text,
+    # past twistd's log and --log-format json.
+    from bokeh.util import logconfig
+
+    if logconfig.default_handler is not None:
+        bokeh.removeHandler(logconfig.default_handler)
 
 
 class _ToTwisted(logging.Handler):

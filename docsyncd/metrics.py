@@ -201,7 +201,7 @@ class StatsLogService(TimerService):
     def log_stats(self) -> None:
         for m in self.managers:
             log.info(
-                "stats: app {app}: {sessions} sessions, {connections} connections",
-                app=m.app.name, sessions=len(m.sessions),
+                "stats: {label}: {sessions} sessions, {connections} connections",
+                app=m.app.name, label=m.app.label, sessions=len(m.sessions),
                 connections=sum(len(s.connections) for s in m.sessions),
             )

@@ -68,7 +68,8 @@ class AppsService(MultiService):
             try:
                 await manager.discard_all()
             except Exception:
-                log.failure("error while discarding the sessions of app {app}", app=manager.app.name)
+                log.failure("error while discarding the sessions of {label}", app=manager.app.name,
+                            label=manager.app.label)
             manager.server_unloaded()
         for factory in self.factories:
             factory.stopFactory()

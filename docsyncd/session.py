@@ -26,6 +26,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from . import logs, wire
+from .apps import app_label
 from .callbacks import SessionCallbacks, call_user, log_callback_failure
 from .store import IDocumentStore, MemoryStore, check_name
 
@@ -172,8 +173,8 @@ class ServerSession:
                 self.save()
             except Exception:
                 failure = Failure()
-                log.failure("could not store published document {name} of app {app}", failure,
-                            name=self.id, app=self.app_name)
+                log.failure("could not store published document {name} of {label}", failure,
+                            name=self.id, app=self.app_name, label=app_label(self.app_name))
                 return result if isinstance(result, Failure) else failure
         return result
 
@@ -267,7 +268,8 @@ class ServerSession:
             try:
                 self.save()
             except Exception:
-                log.failure("could not store published document {name} of app {app}", name=self.id, app=self.app_name)
+                log.failure("could not store published document {name} of {label}", name=self.id, app=self.app_name,
+                            label=app_label(self.app_name))
         self.destroyed = True
         self._callbacks.remove_all()
         self.document.destroy(self)

@@ -27,7 +27,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from . import logs
-from .apps import LoadedApp, document_build_errors
+from .apps import LoadedApp, document_build_errors, session_hook
 from .callbacks import call_user
 from .contexts import AppServerContext, AppSessionContext, RequestContext
 from .metrics import REGISTRY
@@ -97,13 +97,13 @@ class SessionManager:
         try:
             self.application.on_server_loaded(self.server_context)
         except Exception:
-            log.failure("error in on_server_loaded of app {app}", app=self.app.name)
+            log.failure("error in on_server_loaded of {label}", app=self.app.name, label=self.app.label)
 
     def server_unloaded(self) -> None:
         try:
             self.application.on_server_unloaded(self.server_context)
         except Exception:
-            log.failure("error in on_server_unloaded of app {app}", app=self.app.name)
+            log.failure("error in on_server_unloaded of {label}", app=self.app.name, label=self.app.label)
 
     def replace_app(self, app: LoadedApp) -> defer.Deferred:
         """Serve a new version of the app from now on (``--dev`` reloads; tests/test_dev.py).
@@ -118,7 +118,7 @@ class SessionManager:
             try:
                 await self.discard_all()
             except Exception:
-                log.failure("error while discarding the sessions of app {app}", app=self.app.name)
+                log.failure("error while discarding the sessions of {label}", app=self.app.name, label=self.app.label)
             self.server_unloaded()
             self.app, self.application = app, app.application
             self.server_loaded()
@@ -177,8 +177,8 @@ class SessionManager:
         REGISTRY.count("docsync_sessions_created_total", app=self.app.name)
         REGISTRY.observe_build(self.app.name, self._clock.seconds() - started)
         log.info(
-            "session {sid} {how} for app {app} in {ms:.1f} ms", how="restored from the store" if stored else "created",
-            sid=session_id, app=self.app.name, ms=(self._clock.seconds() - started) * 1000,
+            "session {sid} {how} for {label} in {ms:.1f} ms", how="restored from the store" if stored else "created",
+            sid=session_id, app=self.app.name, label=self.app.label, ms=(self._clock.seconds() - started) * 1000,
         )
         return session
 
@@ -195,16 +195,17 @@ class SessionManager:
             session.published = False
         found = self.store.delete(self.app.name, name)
         if found:
-            log.info("published document {name} of app {app} deleted", name=name, app=self.app.name)
+            log.info("published document {name} of {label} deleted", name=name, app=self.app.name, label=self.app.label)
         return found
 
     async def _run_session_hooks(self, hook: str, context: AppSessionContext) -> None:
         """Run every handler's session hook; a failing hook is logged, as under bokeh serve."""
         for handler in self.application.handlers:
             try:
-                await call_user(getattr(handler, hook), context)
+                await call_user(session_hook(handler, hook), context)
             except Exception:
-                log.failure("error in {hook} of app {app} (session {sid})", hook=hook, app=self.app.name, sid=context.id)
+                log.failure("error in {hook} of {label} (session {sid})", hook=hook, app=self.app.name,
+                            label=self.app.label, sid=context.id)
 
     # -- discard -------------------------------------------------------------
 
@@ -241,4 +242,4 @@ class SessionManager:
         context = self._contexts.pop(session.id)
         await self._run_session_hooks("on_session_destroyed", context)
         REGISTRY.count("docsync_sessions_destroyed_total", app=self.app.name)
-        log.info("session {sid} of app {app} discarded", sid=session.id, app=self.app.name)
+        log.info("session {sid} of {label} discarded", sid=session.id, app=self.app.name, label=self.app.label)

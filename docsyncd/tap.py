@@ -15,12 +15,13 @@ import signal
 import sys
 from typing import Any
 
-from twisted.application import service, strports
+from twisted.application import service
 from twisted.logger import Logger
 from twisted.python import usage
 
 from . import logs
 from .guard_options import GuardOptions
+from .listeners import add_listeners
 
 log = Logger(observer=logs.observer)
 
@@ -108,7 +109,14 @@ class Options(GuardOptions, usage.Options):  # proxy, access and limit options: 
             at = options.index("--args")
             self["app-argv"] = options[at + 1:]
             options = options[:at + 1]
-        super().parseOptions(options)
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            if getattr(self, "parent", None) is None:  # not under twistd: the caller reports it
+                raise
+            # twistd would print its whole usage (over a hundred lines) above the error.
+            sys.stderr.write(f"twistd docsync: {e} (see twistd docsync --help)\n")
+            raise SystemExit(2) from None
 
     def parseArgs(self, *argv: str) -> None:
         if argv:
@@ -163,11 +171,25 @@ class Options(GuardOptions, usage.Options):  # proxy, access and limit options: 
 
 
 def make_service(options: Options, reactor: Any) -> service.MultiService:
-    """The daemon's service tree for ``options``, listening through ``reactor``."""
+    """The daemon's service tree for ``options``, listening through ``reactor``; it logs each app's URL
+    (and opens it, with ``--show``) once listening."""
+    from .apps import app_name
+    from .urls import BrowserOpener, UrlAnnouncer
+
     if options.get("workers") is not None:  # a parent routing to worker processes: workers.py
         from .workers import make_supervisor_service
 
-        return make_supervisor_service(options, reactor)
+        top = make_supervisor_service(options, reactor)
+    else:
+        top = _single_process_service(options, reactor)
+    names = [app_name(path) for path in options["apps"]] or [""]  # [""]: the empty app at /
+    UrlAnnouncer(top, options["prefix"], names).setServiceParent(top)
+    if options.get("show"):
+        BrowserOpener(top, options["prefix"], names, reactor).setServiceParent(top)
+    return top
+
+
+def _single_process_service(options: Options, reactor: Any) -> service.MultiService:
     from .apps import load_apps
     from .server import build_site
 
@@ -183,16 +205,7 @@ def make_service(options: Options, reactor: Any) -> service.MultiService:
         raise SystemExit(f"docsync: {e}")
     top = service.MultiService()
     apps_service.setServiceParent(top)
-    for endpoint in options["listen"]:
-        try:
-            listener = strports.service(endpoint, site, reactor=reactor)
-        except Exception as e:  # unknown endpoint type, missing key file, bad port...
-            raise SystemExit(f"docsync: --listen {endpoint}: {e}")
-        listener.setServiceParent(top)
-    if options.get("show"):
-        from .urls import BrowserOpener
-
-        BrowserOpener(top, options["prefix"], [app.name for app in apps] or [""], reactor).setServiceParent(top)  # [""]: the empty app at /
+    add_listeners(top, options["listen"], site, reactor)
     return top
 
 

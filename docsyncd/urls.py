@@ -1,4 +1,4 @@
-"""Where a running server can be reached: the URLs ``docsync serve`` prints and ``--show`` opens.
+"""Where a running server can be reached: the URLs the daemon logs at start-up and ``--show`` opens.
 
 The URLs come from the ports actually listening (so ``--port 0`` and systemd
 sockets give real numbers): ``http://<host>:<port><prefix>/<app>``, with
@@ -88,6 +88,33 @@ def _bokeh_browser() -> Any:
     return get_browser_controller()
 
 
+class UrlAnnouncer(service.Service):
+    """Once the server listens, log the URL of each app: ``press_me running at http://localhost:5006/press_me``.
+
+    This is the line a new user looks for after ``twistd -n docsync`` or
+    ``docsync serve``; without an app, the empty document at ``/`` that
+    Python clients push to is announced instead.
+    """
+
+    def __init__(self, top: service.IService, prefix: str, names: list[str]):
+        self.top = top
+        self.prefix = prefix
+        self.names = names
+
+    def startService(self) -> None:
+        super().startService()
+        listening_base_urls(self.top).addCallback(self._announce)
+
+    def _announce(self, bases: list[str]) -> None:
+        for base in bases:
+            for name in self.names:
+                url = app_urls(base, self.prefix, [name])[0]
+                if name:
+                    log.info("{app} running at {url}", app=name, url=url)
+                else:
+                    log.info("no app given: an empty document for Python clients to push to at {url}", url=url)
+
+
 class BrowserOpener(service.Service):
     """``--show``: once the server listens, open each app in a web browser.
 
@@ -101,7 +128,7 @@ class BrowserOpener(service.Service):
         self.prefix = prefix
         self.names = names
         self.reactor = reactor
-        self.open_url = open_url or _bokeh_browser().open
+        self.open_url = open_url or _bokeh_browser().open  # looked up now, so that tests may patch webbrowser
 
     def startService(self) -> None:
         super().startService()
@@ -115,4 +142,11 @@ class BrowserOpener(service.Service):
         for url in app_urls(bases[0], self.prefix, self.names):
             log.info("--show: opening {url}", url=url)
             # Opening may wait for the browser; keep the reactor free.
-            self.reactor.callInThread(self.open_url, url)
+            self.reactor.callInThread(self._open_in_thread, url)
+
+    def _open_in_thread(self, url: str) -> None:
+        # webbrowser's open answers False when it finds no browser to run (a server without a desktop).
+        if not self.open_url(url):
+            self.reactor.callFromThread(
+                log.warn, "--show: no web browser found to open {url} (set $BROWSER to choose one); "
+                          "open it yourself", url=url)

@@ -61,7 +61,7 @@ import sys
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from twisted.application import service, strports
+from twisted.application import service
 from twisted.internet import defer, error, protocol
 from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import LogLevel, Logger, eventFromJSON
@@ -69,6 +69,7 @@ from twisted.protocols.basic import Int32StringReceiver
 from twisted.python import usage
 
 from . import logs, routing
+from .listeners import add_listeners
 from .metrics import Registry
 
 log = Logger(observer=logs.observer)
@@ -648,7 +649,7 @@ def make_supervisor_service(options: usage.Options, reactor: Any) -> service.Mul
     from .apps import load_apps
 
     logs.set_level(options["log-level"])
-    apps = load_apps(options["apps"], options["app-argv"])
+    load_apps(options["apps"], options["app-argv"])  # a broken app stops the parent before any worker starts
 
     count = worker_count(options["workers"])
     argv = list(options["argv"])
@@ -664,14 +665,5 @@ def make_supervisor_service(options: usage.Options, reactor: Any) -> service.Mul
     pool = WorkerPool(count, worker_argv, reactor, env=env, cwd=os.getcwd(), prefix=options["prefix"])
     pool.setServiceParent(top)  # first: stopped last, after the listeners
     factory = RoutingFactory(pool)
-    for endpoint in options["listen"]:
-        try:
-            listener = strports.service(endpoint, factory, reactor=reactor)
-        except Exception as e:
-            raise SystemExit(f"docsync: --listen {endpoint}: {e}")
-        listener.setServiceParent(top)
-    if options.get("show"):
-        from .urls import BrowserOpener
-
-        BrowserOpener(top, options["prefix"], [app.name for app in apps] or [""], reactor).setServiceParent(top)
+    add_listeners(top, options["listen"], factory, reactor)
     return top

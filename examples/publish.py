@@ -35,4 +35,4 @@ slider.js_on_change("value", CustomJS(args=dict(title=p.title), code="""
     title.text = title.text.split(" (")[0] + ` (${cb_obj.value} picked in a browser)`
 """))
 
-print(show(column(slider, p)), flush=True)
+show(column(slider, p))  # prints "session page: URL" and opens it

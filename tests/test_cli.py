@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import LogLevel, formatEvent
 
 from docsyncd import cli, tap
 
@@ -138,7 +139,7 @@ def test_serve_prints_its_urls_serves_and_stops_cleanly_on_sigterm(serve):
     port = free_port()
     server = serve(str(PRESS_ME), "--port", str(port), "--address", "127.0.0.1")
     url = f"http://127.0.0.1:{port}/press_me"
-    server.wait_for_log(f"serving {url}")
+    server.wait_for_log(f"press_me running at {url}")
     with urllib.request.urlopen(url, timeout=5) as resp:
         assert resp.status == 200 and b"Press Me" in resp.read()
     assert server.stop() == 0
@@ -149,7 +150,7 @@ def test_serve_runs_asyncio_coroutines(serve, asyncio_app):
     """`docsync serve` runs on the asyncio reactor, so an app hook that awaits asyncio just works."""
     port = free_port()
     server = serve(str(asyncio_app), "--port", str(port), "--address", "127.0.0.1")
-    server.wait_for_log("serving http://127.0.0.1")
+    server.wait_for_log("running at http://127.0.0.1")
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/asyncapp", timeout=5) as resp:
         assert resp.status == 200
     server.wait_for_log("asyncio hook ran in")
@@ -161,8 +162,8 @@ def test_serve_with_prefix_and_several_apps_prints_each_url(serve, asyncio_app):
     """Every app is printed with the prefix; the wildcard address is shown as localhost."""
     port = free_port()
     server = serve(str(PRESS_ME), str(asyncio_app), "--port", str(port), "--prefix", "/tools")
-    server.wait_for_log(f"serving http://localhost:{port}/tools/asyncapp")
-    assert f"serving http://localhost:{port}/tools/press_me" in server.log()
+    server.wait_for_log(f"asyncapp running at http://localhost:{port}/tools/asyncapp")
+    assert f"press_me running at http://localhost:{port}/tools/press_me" in server.log()
     assert server.stop() == 0
 
 
@@ -179,27 +180,66 @@ def test_show_opens_the_app_in_the_browser(serve, tmp_path):
     assert server.stop() == 0
 
 
+class _ThreadlessReactor(MemoryReactorClock):
+    """A memory reactor whose threads run at once, in the caller's thread."""
+
+    def callInThread(self, f, *args):
+        f(*args)
+
+    def callFromThread(self, f, *args, **kwargs):
+        f(*args, **kwargs)
+
+
+def _log_of_started_service(args: list[str]) -> list[str]:
+    """The log lines (info and up) of twistd docsync's service tree, started and stopped on a memory reactor."""
+    from twisted.logger import globalLogPublisher
+
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        options = tap.Options()
+        options.parseOptions(args)
+        top = tap.make_service(options, _ThreadlessReactor())
+        top.privilegedStartService()
+        top.startService()
+        top.stopService()
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    return [f"{e['log_level'].name}: {formatEvent(e)}" for e in events
+            if e.get("log_level", LogLevel.debug) >= LogLevel.info and e.get("log_namespace", "").startswith("docsyncd")]
+
+
+def test_twistd_docsync_logs_the_url_of_each_app():
+    """Once listening, the daemon logs where each app is (the wildcard address as localhost), or the empty document."""
+    log = _log_of_started_service(["--app", str(PRESS_ME), "--app", str(REPO / "examples" / "dashboard"),
+                                   "--port", "5999", "--prefix", "p"])
+    assert "info: press_me running at http://localhost:5999/p/press_me" in log
+    assert "info: dashboard running at http://localhost:5999/p/dashboard" in log
+    log = _log_of_started_service(["--port", "5998"])
+    assert "info: no app given: an empty document for Python clients to push to at http://localhost:5998/" in log
+    assert not [line for line in log if "app :" in line or "app  " in line], log
+
+
 def test_show_opener_uses_the_listening_port(monkeypatch):
     """BrowserOpener opens each app at the first listener's URL, on a thread, after the listeners start."""
     import webbrowser
 
     opened = []
-    monkeypatch.setattr(webbrowser, "open", opened.append)
+    monkeypatch.setattr(webbrowser, "open", lambda url: opened.append(url) or True)
+    log = _log_of_started_service(["--app", str(PRESS_ME), "--port", "5999", "--show", "--prefix", "p"])
+    assert opened == ["http://localhost:5999/p/press_me"]
+    assert not [line for line in log if line.startswith("warn")]
 
-    class Reactor(MemoryReactorClock):
-        def callInThread(self, f, *args):
-            f(*args)
 
-    options = tap.Options()
-    options.parseOptions(["--app", str(PRESS_ME), "--port", "5999", "--show", "--prefix", "p"])
-    top = tap.make_service(options, Reactor())
-    assert type(top.services[-1]).__name__ == "BrowserOpener"
-    top.privilegedStartService()
-    top.startService()
-    try:
-        assert opened == ["http://localhost:5999/p/press_me"]
-    finally:
-        top.stopService()
+def test_show_without_a_browser_says_so(monkeypatch):
+    """When webbrowser finds no browser to run, --show logs a warning naming the URL and $BROWSER."""
+    import webbrowser
+
+    monkeypatch.setattr(webbrowser, "open", lambda url: False)
+    log = _log_of_started_service(["--app", str(PRESS_ME), "--port", "5999", "--show"])
+    assert [line for line in log if line.startswith("warn")] == [
+        "warn: --show: no web browser found to open http://localhost:5999/press_me (set $BROWSER to choose one); "
+        "open it yourself"]
 
 
 def test_apps_as_options_turns_paths_into_app_options():
@@ -221,7 +261,7 @@ def test_serve_passes_args_that_look_like_options_to_the_apps(serve, tmp_path):
     app.write_text("import sys\nfrom bokeh.plotting import curdoc\ncurdoc().title = 'argv=' + ' '.join(sys.argv[1:])\n")
     port = free_port()
     server = serve(str(app), "--port", str(port), "--address", "127.0.0.1", "--args", "--rows", "5", "--port", "1")
-    server.wait_for_log("serving http://127.0.0.1")
+    server.wait_for_log("running at http://127.0.0.1")
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/argv_app", timeout=5) as resp:
         assert b"<title>argv=--rows 5 --port 1</title>" in resp.read()
     assert server.stop() == 0

@@ -452,3 +452,20 @@ class UrlTests(SynchronousTestCase):
         docsync_io.reset_output()
         with self.assertRaises(RuntimeError):
             docsync_io.show()
+
+
+@pytest.mark.parametrize("found, printed", [
+    (True, "session page: http://localhost:5006/?bokeh-session-id=x\n"),
+    (False, "session page: http://localhost:5006/?bokeh-session-id=x "
+            "(no web browser found to open it; set $BROWSER to choose one)\n"),
+])
+def test_show_prints_the_session_page(monkeypatch, capsys, found, printed):
+    """``show`` prints where the session is, and says so when there is no browser to open it."""
+    import webbrowser
+
+    monkeypatch.delenv("BROWSER", raising=False)
+    opened = []
+    monkeypatch.setattr(webbrowser, "open", lambda url, new=0, autoraise=True: opened.append(url) or found)
+    client.open_browser("http://localhost:5006/?bokeh-session-id=x")
+    assert opened == ["http://localhost:5006/?bokeh-session-id=x"]
+    assert capsys.readouterr().out == printed

@@ -8,6 +8,7 @@ import struct
 import tracemalloc
 import zlib
 
+import bokeh
 import pytest
 from autobahn.websocket import compress_deflate
 from bokeh.document import Document
@@ -179,9 +180,12 @@ class SendTests(CompressionTestCase):
         self.assertGreater(inflated, 4800)
         self.assertLess(sent, inflated / 4)
         uncompressed = [(op, len(p)) for rsv1, op, p in frames if not rsv1]
-        self.assertEqual(sorted(op for op, _ in uncompressed), [OP_TEXT] * 3 + [OP_BINARY])
         self.assertTrue(all(n < compression.MIN_SIZE for op, n in uncompressed if op == OP_TEXT))
-        self.assertIn((OP_BINARY, 8000), uncompressed)
+        if bokeh.__version__.startswith("3.4."):  # Bokeh 3.4's PULL-DOC-REPLY inlines arrays (base64): no buffer
+            self.assertEqual(sorted(op for op, _ in uncompressed), [OP_TEXT] * 2)
+        else:
+            self.assertEqual(sorted(op for op, _ in uncompressed), [OP_TEXT] * 3 + [OP_BINARY])
+            self.assertIn((OP_BINARY, 8000), uncompressed)
 
     def test_reply_inflates_to_the_document(self):
         """Inflated, the frames make the same PULL-DOC-REPLY as without compression: every model and buffer."""

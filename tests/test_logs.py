@@ -73,3 +73,17 @@ class LogLevelTests(SynchronousTestCase):
         bokeh = logging.getLogger("bokeh")
         self.assertEqual(sum(isinstance(h, logs._ToTwisted) for h in bokeh.handlers), 1)
         self.assertFalse(bokeh.propagate)
+
+    def test_only_route_for_bokeh_records(self):
+        """Bokeh's own stderr handler (added when bokeh is imported) is removed: each record is logged once."""
+        from bokeh.util import logconfig
+
+        bokeh = logging.getLogger("bokeh")
+        # What `import bokeh` does when no handler is configured yet (pytest configures one, so redo it here).
+        stray = logging.StreamHandler()
+        bokeh.addHandler(stray)
+        self.addCleanup(bokeh.removeHandler, stray)
+        self.patch(logconfig, "default_handler", stray)
+        logs.set_level("info")
+        self.assertNotIn(stray, bokeh.handlers)
+        self.assertEqual(sum(isinstance(h, logs._ToTwisted) for h in bokeh.handlers), 1)

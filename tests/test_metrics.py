@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 from twisted.internet.task import Clock
-from twisted.logger import globalLogPublisher
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from docsyncd import tap
+from docsyncd.apps import LoadedApp
 from docsyncd.metrics import REGISTRY, Histogram, Registry, StatsLogService
 from unit_support import SLIDER_APP, InMemoryServer, make_token, write_app
 
@@ -71,8 +72,7 @@ class StatsLogTests(SynchronousTestCase):
         """The stats service logs sessions and connections per app on its clock, and leaves no timer when stopped."""
 
         class Manager:
-            class app:
-                name = "sliders"
+            app = LoadedApp("sliders", "sliders.py", None)
 
             sessions: list = []
 
@@ -87,6 +87,7 @@ class StatsLogTests(SynchronousTestCase):
         lines = [e for e in events if e.get("log_format", "").startswith("stats:")]
         self.assertEqual(len(lines), 3)  # at start, then every 15 s
         self.assertEqual((lines[0]["app"], lines[0]["sessions"], lines[0]["connections"]), ("sliders", 0, 0))
+        self.assertEqual(formatEvent(lines[0]), "stats: app sliders: 0 sessions, 0 connections")
         stats.stopService()
         self.assertEqual(clock.getDelayedCalls(), [])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 import weakref
 
 import pytest
@@ -81,6 +82,44 @@ class CreationTests(ManagerTestCase):
         self.assertEqual(manager.server_context.events, ["server loaded", "created one", "destroyed one"])
         manager.server_unloaded()
         self.assertEqual(manager.server_context.events[-1], "server unloaded")
+
+    def test_session_hooks_run_on_the_reactor_thread(self):
+        """Both session hooks run in the thread that runs the reactor, with the session's context.
+
+        Bokeh 3.10's lifecycle handler would run ``on_session_created`` in a
+        worker thread (and only inside a running asyncio loop)."""
+        path = write_dir_app(self.tmp_path, "threads", {
+            "main.py": SLIDER_APP,
+            "server_lifecycle.py": (
+                "import threading\n"
+                "def on_server_loaded(ctx):\n    ctx.threads = []\n"
+                "def on_session_created(ctx):\n"
+                "    ctx.server_context.threads.append(('created', threading.get_ident(), ctx.id))\n"
+                "def on_session_destroyed(ctx):\n"
+                "    ctx.server_context.threads.append(('destroyed', threading.get_ident(), ctx.id))\n"
+            ),
+        })
+        manager = self.manager_for(path)
+        session = self.successResultOf(self.create(manager, "t"))
+        self.assertIs(manager._contexts["t"].document, session.document)
+        self.successResultOf(manager.discard_all())
+        here = threading.get_ident()
+        self.assertEqual(manager.server_context.threads, [("created", here, "t"), ("destroyed", here, "t")])
+
+    def test_log_lines_name_the_empty_app_as_the_app_at_root(self):
+        """Without --app, sessions are logged as "for the app at /", not "for app  in"."""
+        from twisted.logger import formatEvent, globalLogPublisher
+
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        manager = SessionManager(apps.empty_app(), self.clock)
+        manager.server_loaded()
+        self.successResultOf(self.create(manager, "e"))
+        self.successResultOf(manager.discard_all())
+        lines = [formatEvent(e) for e in events if e.get("log_namespace") == "docsyncd.sessions"]
+        self.assertEqual([line.split(" in ")[0] for line in lines],
+                         ["session e created for the app at /", "session e of the app at / discarded"])
 
     def test_app_raising_gives_build_error(self):
         """An app whose main.py raises gives DocumentBuildError naming file and line, and no session."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 import pytest
@@ -14,6 +15,7 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from docsyncd import tap
+from docsyncd.listeners import ListenFailed
 from docsyncd.server import DocsyncSite
 from docsyncd.service import AppsService
 
@@ -181,7 +183,7 @@ class MakeServiceTests(SynchronousTestCase):
         children = list(top)
         self.assertIsInstance(top, service.MultiService)
         self.assertIsInstance(children[0], AppsService)
-        self.assertEqual(len(children), 2)
+        self.assertEqual([type(c).__name__ for c in children[1:]], ["_Listener", "UrlAnnouncer"])
         self.assertEqual(children[0].check_interval, 17.0)
         self.assertEqual(children[0].unused_lifetime, 15.0)
 
@@ -191,11 +193,13 @@ class MakeServiceTests(SynchronousTestCase):
         class Reactor(Clock, RaisingMemoryReactor):
             def __init__(self):
                 Clock.__init__(self)
-                RaisingMemoryReactor.__init__(self, listenException=CannotListenError("", 5006, OSError("in use")))
+                RaisingMemoryReactor.__init__(self, listenException=CannotListenError("", 5006, OSError(errno.EADDRINUSE, "in use")))
 
         top = self.make(reactor=Reactor())
-        with self.assertRaises(CannotListenError):
+        with self.assertRaises(ListenFailed) as raised:
             top.startService()
+        self.assertIsInstance(raised.exception, SystemExit)  # twistd -n: Python prints the line, no traceback
+        self.assertIn("port 5006 is in use, cannot listen on tcp:", str(raised.exception.code))
 
     def test_syntax_error_app(self):
         """An app with a syntax error stops start-up with one line naming the file and line."""

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 from bokeh.document import Document
+from bokeh.document.events import ColumnDataChangedEvent
 from bokeh.models import ColumnDataSource
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -30,7 +31,10 @@ class EncodeTests(SynchronousTestCase):
 
     def test_buffers(self):
         """Each binary buffer follows its ``{"id": ...}`` text frame as a binary frame."""
-        message = wire.PROTOCOL.create("PULL-DOC-REPLY", "req1", doc_with_array())
+        doc = doc_with_array()
+        source = doc.get_model_by_name("source")
+        # A PATCH-DOC carries arrays as buffers in every Bokeh from 3.4 (3.4's PULL-DOC-REPLY inlines them).
+        message = wire.PROTOCOL.create("PATCH-DOC", [ColumnDataChangedEvent(doc, source, "data", cols=["x"])])
         frames = wire.encode(message)
         self.assertEqual(json.loads(frames[0].payload)["num_buffers"], 1)
         self.assertEqual(len(frames), 5)

@@ -16,6 +16,7 @@ from hypothesis import given, settings, strategies as st
 from bokeh.util.token import generate_jwt_token, get_session_id
 from twisted.internet import error
 from twisted.internet.task import Clock
+from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python import usage
 from twisted.python.failure import Failure
@@ -511,7 +512,7 @@ def test_make_service_with_workers_routes_and_supervises(tmp_path):
     top = tap.make_service(options, MemoryReactorClock())
     pool = top.getServiceNamed("workers")
     assert isinstance(pool, WorkerPool) and pool.count == 2
-    listeners = [s for s in top if s is not pool]
+    listeners = [s for s in top if isinstance(s, StreamServerEndpointService)]
     assert [type(s.factory).__name__ for s in listeners] == ["RoutingFactory"]
     argv = pool.worker_argv(1, 3)
     assert argv[1:3] == ["-m", "docsyncd.worker"]

@@ -84,7 +84,8 @@ def test_published_document_survives_sigkill(tmp_path, page):
     try:
         # Publish, then kill the daemon the moment the push is acknowledged: the write came before the OK.
         shown = run_client((EXAMPLES / "publish.py").read_text(), tmp_path, client_env(port, browser_log))
-        assert shown.strip() == f"http://localhost:{port}/?bokeh-session-id=line" == opened_url(browser_log)
+        assert shown.strip() == f"session page: {opened_url(browser_log)}"
+        assert opened_url(browser_log) == f"http://localhost:{port}/?bokeh-session-id=line"
         sigkill(server)
         stored = stored_document(store)
         server = start_docsync(tmp_path, "--store", str(store), port=port, name="restarted")

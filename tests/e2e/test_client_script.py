@@ -67,6 +67,7 @@ def test_client_docs_script_animates_line(docsync, tmp_path, new_page):
                 return len(ys) >= 4 and len(alphas) >= 3
 
             tab.wait_for(animated, message="the line's y values and line_alpha to change (the periodic callback)")
+        script.wait_for_output(f"session page: {url}\n")  # where the session is, also without a browser
         assert script.interrupt() == 0, script.output()  # Ctrl-C: loop_until_closed closes and returns
     finally:
         script.kill()

@@ -43,7 +43,7 @@ class DocumentBuildError(Exception):
 
 @contextmanager
 def one_collection() -> Iterator[None]:
-    """Documents destroyed inside share one garbage collection, run on the way out.
+    """Documents destroyed inside share one garbage collection, run on the way out if any was.
 
     ``Document.destroy`` runs ``gc.collect()`` and, for each of the document's
     modules (every session of a script app has one), ``gc.get_referrers``
@@ -54,14 +54,24 @@ def one_collection() -> Iterator[None]:
     every destroyed document's cycles.  The reactor runs nothing else
     meanwhile: the sessions whose lock is free are destroyed synchronously
     here; one that waits for its lock is destroyed later, alone, as Bokeh does.
+
+    The collection runs only when a document was destroyed inside (the
+    no-op ``collect`` was called): the unused-session sweep runs every
+    ``--check-unused-sessions`` ms and usually discards nothing, and a full
+    collection of a process serving 100 sessions stalls the reactor for
+    150–260 ms (issue 15).  It has to be a full one: a session's document
+    lived long enough to reach the oldest generation, which a young-generation
+    collection does not visit.
     """
     collect, get_referrers = gc.collect, gc.get_referrers
-    gc.collect, gc.get_referrers = (lambda generation=2: 0), (lambda *objs: [])
+    destroyed = []
+    gc.collect, gc.get_referrers = (lambda generation=2: destroyed.append(generation) or 0), (lambda *objs: [])
     try:
         yield
     finally:
         gc.collect, gc.get_referrers = collect, get_referrers
-        gc.collect()
+        if destroyed:
+            gc.collect()
 
 
 class SessionManager:

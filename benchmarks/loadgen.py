@@ -154,6 +154,7 @@ class SyncedDocument:
     def __init__(self, reply: Message[Any]) -> None:
         self.doc = Document()
         reply.push_to_document(self.doc)
+        self.doc.models.flush_synced()  # the server has every pulled model: send references, as BokehJS does
         self._events: list[DocumentChangedEvent] = []
         self.doc.on_change(self._events.append)
 

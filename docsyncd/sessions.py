@@ -53,7 +53,9 @@ def one_collection() -> Iterator[None]:
     no-ops (the leak check is skipped) and one collection afterwards frees
     every destroyed document's cycles.  The reactor runs nothing else
     meanwhile: the sessions whose lock is free are destroyed synchronously
-    here; one that waits for its lock is destroyed later, alone, as Bokeh does.
+    here; one that waits for its lock is destroyed later, alone, with a
+    collection of its own.  Nested, the inner one leaves its collection to
+    the outer one (its ``gc.collect()`` is the outer no-op).
 
     The collection runs only when a document was destroyed inside (the
     no-op ``collect`` was called): the unused-session sweep runs every
@@ -243,7 +245,8 @@ class SessionManager:
             # Someone may have connected while we waited for the lock.
             if not still_wanted(session):
                 return False
-            session.destroy()
+            with one_collection():  # destroyed later, once its lock is free: still no leak-check walk
+                session.destroy()
             return True
 
         if not await session.with_document_locked(destroy_if_still_wanted):

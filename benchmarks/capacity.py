@@ -105,7 +105,7 @@ class Step:
     clicks_answered: int
     #: server CPU (all its processes) per user: ms of CPU per second of the window
     cpu_per_user: float
-    #: server RSS (all its processes) per user: growth since before the first user, KiB
+    #: server RSS (all its processes) per user after the first: growth since the first joined, KiB
     rss_per_user: float
     rss_total: float  # MiB
     #: CPU the load generator itself used, in cores: near 1, the figures measure the client
@@ -129,10 +129,6 @@ class Ramp:
 
     def at(self, users: int) -> Step | None:
         return next((step for step in self.steps if step.users == users), None)
-
-
-class CapacityError(Exception):
-    """A user's connection failed during a step: the server dropped or refused it."""
 
 
 class User:
@@ -206,19 +202,6 @@ class User:
             await asyncio.sleep(self.plan.click_every)
 
 
-def tree_rss_bytes(server: ServerProcess) -> int:
-    """VmRSS summed over the server's processes (workers, forked bokeh processes)."""
-    total = 0
-    for pid in server.pids():
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            pass  # exited meanwhile
-    return total
-
-
 def _p(samples: list[float], q: float) -> float:
     return float(np.percentile(samples, q)) * 1e3 if samples else math.nan
 
@@ -236,7 +219,7 @@ async def _measure(server: ServerProcess, users: list[User], plan: Plan, rss0: i
     others = [t for user in users if not user.clicks for t in user.latencies]
     clickers = [t for user in users if user.clicks for t in user.latencies]
     min_rows = min((user.rows - r0) / (ROWS_PER_SECOND * wall) for user, r0 in zip(users, rows0))
-    rss = tree_rss_bytes(server)
+    rss = server.tree_rss_bytes()
     p99 = _p(others, 99)
     error = f"{len(failed)} users' connections failed, first: {failed[0]!r}" if failed else ""
     if not others and not error:
@@ -245,7 +228,8 @@ async def _measure(server: ServerProcess, users: list[User], plan: Plan, rss0: i
         users=len(users), clickers=sum(user.clicks for user in users), p50=_p(others, 50), p99=p99,
         clicker_p99=_p(clickers, 99), min_rows=min_rows,
         clicks_answered=sum(user.clicks_answered for user in users) - clicks0,
-        cpu_per_user=cpu / wall / len(users) * 1e3, rss_per_user=(rss - rss0) / len(users) / 1024,
+        cpu_per_user=cpu / wall / len(users) * 1e3,
+        rss_per_user=(rss - rss0) / (len(users) - 1) / 1024 if len(users) > 1 else math.nan,
         rss_total=rss / 2**20, client_cores=own / wall,
         passed=not error and p99 <= plan.p99_ms and min_rows >= plan.rows_fraction, error=error,
     )
@@ -255,10 +239,12 @@ async def ramp(server: ServerProcess, mode: str, plan: Plan, report=print) -> Ra
     """Raise the users on a running ``server`` step by step until a step fails or ``plan.max_users``."""
     result = Ramp(server.kind, mode)
     users: list[User] = []
-    warm_up = await User.join(server, mode, False, plan)  # the first session pays for lazy imports: not a user's RSS
-    await warm_up.stop()
-    rss0 = tree_rss_bytes(server)
+    # The first user's session pays for lazy imports: RSS per user is counted from after it joined. It stays
+    # connected, so that no session is discarded (and garbage-collected) during the ramp.
     try:
+        users.append(await User.join(server, mode, True, plan))
+        users[0].start()
+        rss0 = server.tree_rss_bytes()
         for target in plan.steps():
             first = len(users)
             joined = await run_pool(target - first, plan.concurrency,

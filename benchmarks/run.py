@@ -85,7 +85,7 @@ def run_all(scenarios: list[Scenario], kinds: tuple[str, ...], rounds: int, size
 
 
 def render(results: RunResults, scenarios: list[Scenario], header: list[str]) -> str:
-    parts = ["# docsyncd vs bokeh serve", "", *header, "", markdown_table(results, scenarios), ""]
+    parts = ["# docsyncd vs bokeh serve", "", *header, ""] + ([markdown_table(results, scenarios), ""] if scenarios else [])
     parts += [f"- **{s.name}** (`apps/{s.app}`): {s.what}" for s in scenarios]
     if results.errors:
         parts += ["", "## Failures", ""]
@@ -136,12 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     header = [
         "`" + " ".join(["python -m benchmarks.run", *(sys.argv[1:] if argv is None else argv)]) + "`",
         f"on {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, Python {platform.python_version()}: "
-        f"rounds: {rounds}, each {' then '.join(kinds)} on a fresh server"
-        + "".join(f" ({s.name}: {' then '.join(s.variants)})" for s in scenarios if s.variants)
-        + f"; {minutes:.1f} min in all.",
+        + (f"rounds: {rounds}, each {' then '.join(kinds)} on a fresh server"
+           + "".join(f" ({s.name}: {' then '.join(s.variants)})" for s in scenarios if s.variants) + "; "
+           if scenarios else "")
+        + f"{minutes:.1f} min in all.",
         "Trust server CPU (utime+stime, read in ns), memory and the ratios (paired per round); "
         "wall-clock figures move ±50% between runs on a shared machine.",
-        "Sizes: " + ", ".join(f"{name}={value}" for name, value in asdict(sizes).items()) + ".",
+        *(["Sizes: " + ", ".join(f"{name}={value}" for name, value in asdict(sizes).items()) + "."] if scenarios else []),
         *notes,
     ]
     text = render(results, scenarios, header) + ("\n" + capacity.markdown(ramps, plan) + "\n" if ramps else "")

@@ -163,7 +163,7 @@ def test_capacity_ramp(server_for, kind):
         assert not ramp.error, f"{ramp.error}\n--- log:\n{server.log_tail()}"
         [step] = ramp.steps
         assert step.passed and step.users == 2 and step.clickers == 1, step
-        assert step.p99 > 0 and step.min_rows > 0.3 and step.clicks_answered >= 1 and step.cpu_per_user > 0, step
+        assert step.p99 > 0 and step.min_rows > 0.3 and step.clicker_min_rows > 0.1 and step.clicks_answered >= 1 and step.cpu_per_user > 0, step
     assert "largest passing N, sleep clicks | 2 |" in capacity.markdown(ramps, capacity.SMOKE)
 
 
@@ -173,6 +173,7 @@ def test_capacity_tables():
 
     def step(users, p99, passed):
         return Step(users=users, clickers=users // 10, p50=1.0, p99=p99, clicker_p99=float("nan"), min_rows=1.0,
+                    clicker_min_rows=float("nan"),
                     clicks_answered=0, cpu_per_user=2.0, rss_per_user=100.0, rss_total=90.0, client_cores=0.1,
                     passed=passed)
 

@@ -340,7 +340,7 @@ def summary_table(ramps: list[Ramp], plan: Plan) -> str:
             row(f"{mode} clicks move the others' p99 by (ms)", lambda k: clicks_move(ramps, k, mode))
     notes = [
         "",
-        f"A step passes while the p99 round trip of the users who do not click is ≤ {plan.p99_ms:g} ms and every "
+        f"A step passes while the p99 round trip of the users who do not click is ≤ {plan.p99_ms:g} ms and "
         f"each of them received ≥ {plan.rows_fraction:.0%} of its rows; steps of {plan.step_seconds:g} s from "
         f"{plan.start_users} users by {plan.step_users} up to {plan.max_users}. Largest passing N = 0: the first step "
         "failed. Click moves: p99 with clicks minus p99 without, at the click ramp's largest passing N.",

@@ -3,7 +3,6 @@
     python -m benchmarks.run [--quick] [--rounds K] [--only SCENARIO ...]
     python -m benchmarks.run --only capacity [--step-seconds S] [--max-users N] ...
 
-
 For every scenario, K rounds; in each round docsyncd then bokeh serve, each a
 freshly started server (A B A B …), so both see the same machine minute by
 minute. Prints the Markdown table and writes it to benchmarks/results/latest.md

@@ -19,7 +19,7 @@ import re
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import urlencode
 
 from bokeh.document import Document
 from bokeh.document.events import DocumentChangedEvent
@@ -71,9 +71,12 @@ class BokehConnection:
         self._receiver = Receiver(PROTOCOL)
 
     @classmethod
-    async def open(cls, address: AppAddress, session_id: str | None = None) -> BokehConnection:
-        """GET the page (optionally naming the session), connect the websocket, wait for ACK."""
-        query = f"?bokeh-session-id={quote(session_id)}" if session_id else ""
+    async def open(cls, address: AppAddress, session_id: str | None = None,
+                   arguments: dict[str, str] | None = None) -> BokehConnection:
+        """GET the page (optionally naming the session, with query ``arguments`` for the app), connect the
+        websocket, wait for ACK."""
+        params = {**({"bokeh-session-id": session_id} if session_id else {}), **(arguments or {})}
+        query = "?" + urlencode(params) if params else ""
         page = await asyncio.wait_for(http_get(address.host, address.port, address.path + query), REPLY_TIMEOUT)
         if page.status != 200:
             raise ServerProtocolError(f"GET {address.path}{query}: HTTP {page.status}")
@@ -129,9 +132,10 @@ class BokehConnection:
         await self.ws.close()
 
 
-async def visit(address: AppAddress, session_id: str | None = None) -> tuple[BokehConnection, Message[Any]]:
+async def visit(address: AppAddress, session_id: str | None = None,
+                arguments: dict[str, str] | None = None) -> tuple[BokehConnection, Message[Any]]:
     """A browser's first load: page, websocket, document. Returns the open connection and the reply."""
-    conn = await BokehConnection.open(address, session_id)
+    conn = await BokehConnection.open(address, session_id, arguments)
     try:
         return conn, await conn.pull_doc()
     except BaseException:
@@ -150,6 +154,7 @@ class SyncedDocument:
     def __init__(self, reply: Message[Any]) -> None:
         self.doc = Document()
         reply.push_to_document(self.doc)
+        self.doc.models.flush_synced()  # the server has every pulled model: send references, as BokehJS does
         self._events: list[DocumentChangedEvent] = []
         self.doc.on_change(self._events.append)
 

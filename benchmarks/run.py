@@ -1,6 +1,7 @@
 """Run the benchmark set: docsyncd against ``bokeh serve``, alternating, one table.
 
     python -m benchmarks.run [--quick] [--rounds K] [--only SCENARIO ...]
+    python -m benchmarks.run --only capacity [--step-seconds S] [--max-users N] ...
 
 For every scenario, K rounds; in each round docsyncd then bokeh serve, each a
 freshly started server (A B A B …), so both see the same machine minute by
@@ -23,6 +24,7 @@ import traceback
 from dataclasses import asdict
 from pathlib import Path
 
+from . import capacity
 from .report import RunResults, markdown_table
 from .scenarios import FULL, QUICK, SCENARIOS, Scenario, Sizes
 from .servers import KINDS, base_kind, docsyncd_missing, running_server
@@ -82,7 +84,7 @@ def run_all(scenarios: list[Scenario], kinds: tuple[str, ...], rounds: int, size
 
 
 def render(results: RunResults, scenarios: list[Scenario], header: list[str]) -> str:
-    parts = ["# docsyncd vs bokeh serve", "", *header, "", markdown_table(results, scenarios), ""]
+    parts = ["# docsyncd vs bokeh serve", "", *header, ""] + ([markdown_table(results, scenarios), ""] if scenarios else [])
     parts += [f"- **{s.name}** (`apps/{s.app}`): {s.what}" for s in scenarios]
     if results.errors:
         parts += ["", "## Failures", ""]
@@ -94,15 +96,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller loads and 2 rounds (a few minutes)")
     parser.add_argument("--rounds", type=int, help="rounds per scenario (default 5, or 2 with --quick)")
-    parser.add_argument("--only", action="append", choices=sorted(SCENARIOS), metavar="SCENARIO",
-                        help=f"run only this scenario (repeatable): {', '.join(SCENARIOS)}")
+    parser.add_argument("--only", action="append", choices=sorted([*SCENARIOS, capacity.NAME]), metavar="SCENARIO",
+                        help=f"run only this scenario (repeatable): {', '.join(SCENARIOS)}, "
+                             f"or {capacity.NAME} (not in the full set: it takes long)")
     parser.add_argument("--servers", nargs="+", choices=KINDS, default=list(KINDS),
                         help="servers to run (default: both)")
+    capacity.add_options(parser)
     args = parser.parse_args(argv)
+    try:
+        plan = capacity.plan_from(args, args.quick)
+    except ValueError as exc:
+        parser.error(str(exc))
 
     sizes = QUICK if args.quick else FULL
     rounds = args.rounds or (2 if args.quick else 5)
-    scenarios = [SCENARIOS[name] for name in (args.only or SCENARIOS)]
+    scenarios = [SCENARIOS[name] for name in (args.only or SCENARIOS) if name != capacity.NAME]
     kinds = tuple(k for k in KINDS if k in args.servers)
     notes = []
     missing = docsyncd_missing() if "docsyncd" in kinds else None
@@ -118,26 +126,32 @@ def main(argv: list[str] | None = None) -> int:
         old.unlink()
     started = time.monotonic()
     results = run_all(scenarios, kinds, rounds, sizes)
+    ramps = None
+    if capacity.NAME in (args.only or ()):
+        ramps = capacity.run_capacity(capacity.kinds_from(args, kinds), args.modes or capacity.MODES, plan, LOG_DIR,
+                                      report=lambda line: print(line, file=sys.stderr, flush=True))
     minutes = (time.monotonic() - started) / 60
 
     header = [
         "`" + " ".join(["python -m benchmarks.run", *(sys.argv[1:] if argv is None else argv)]) + "`",
         f"on {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, Python {platform.python_version()}: "
-        f"rounds: {rounds}, each {' then '.join(kinds)} on a fresh server"
-        + "".join(f" ({s.name}: {' then '.join(s.variants)})" for s in scenarios if s.variants)
-        + f"; {minutes:.1f} min in all.",
+        + (f"rounds: {rounds}, each {' then '.join(kinds)} on a fresh server"
+           + "".join(f" ({s.name}: {' then '.join(s.variants)})" for s in scenarios if s.variants) + "; "
+           if scenarios else "")
+        + f"{minutes:.1f} min in all.",
         "Trust server CPU (utime+stime, read in ns), memory and the ratios (paired per round); "
         "wall-clock figures move ±50% between runs on a shared machine.",
-        "Sizes: " + ", ".join(f"{name}={value}" for name, value in asdict(sizes).items()) + ".",
+        *(["Sizes: " + ", ".join(f"{name}={value}" for name, value in asdict(sizes).items()) + "."] if scenarios else []),
         *notes,
     ]
-    text = render(results, scenarios, header)
+    text = render(results, scenarios, header) + ("\n" + capacity.markdown(ramps, plan) + "\n" if ramps else "")
     print(text)
     RESULTS_DIR.mkdir(exist_ok=True)
     stem = "+".join(args.only) if args.only else "latest"
     (RESULTS_DIR / f"{stem}.md").write_text(text)
     (RESULTS_DIR / f"{stem}.json").write_text(json.dumps(
-        {"sizes": asdict(sizes), "rounds": rounds, "kinds": kinds, "results": results.rounds}, indent=1))
+        {"sizes": asdict(sizes), "rounds": rounds, "kinds": kinds, "results": results.rounds,
+         **({"capacity": capacity.to_json(ramps, plan)} if ramps else {})}, indent=1))
     return 1 if results.errors else 0
 
 

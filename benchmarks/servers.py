@@ -159,10 +159,14 @@ class ServerProcess:
         return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
     def rss_bytes(self) -> int:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise ServerFailed(f"{self.kind}: no VmRSS for pid {self.proc.pid}")
+        rss = _rss_bytes(self.proc.pid)
+        if rss is None:
+            raise ServerFailed(f"{self.kind}: no VmRSS for pid {self.proc.pid}")
+        return rss
+
+    def tree_rss_bytes(self) -> int:
+        """``rss_bytes`` summed over ``pids()`` (processes that exited meanwhile count 0)."""
+        return sum(_rss_bytes(pid) or 0 for pid in self.pids())
 
     def log_tail(self, lines: int = 25) -> str:
         try:
@@ -214,6 +218,15 @@ class ServerProcess:
             deadline = time.monotonic() + timeout / 3
             while any(_alive(pid) for pid in alive) and time.monotonic() < deadline:
                 time.sleep(0.05)
+
+
+def _rss_bytes(pid: int) -> int | None:
+    """VmRSS of ``pid`` from /proc/PID/status, or None if it is gone (or a zombie, which has none)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return None
+    return next((int(line.split()[1]) * 1024 for line in lines if line.startswith("VmRSS:")), None)
 
 
 def _alive(pid: int) -> bool:

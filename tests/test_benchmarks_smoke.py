@@ -147,3 +147,43 @@ def test_variants_table():
     docs_row = next(line for line in table.splitlines() if "documents built per session" in line)
     assert "1.40" in docs_row and docs_row.endswith("| yes |")
     assert "| docsyncd-w2 / docsyncd | bokeh-np2 / docsyncd |" in table.splitlines()[0]
+
+
+@each_server
+def test_capacity_ramp(server_for, kind):
+    """The capacity load generator drives users on the capacity app: round trips come back, rows stream in,
+    clicks (sleep and numpy) are answered, and the server's CPU and RSS are read (one step of two users)."""
+    from benchmarks import capacity
+
+    server = server_for(kind, capacity.APP)
+    with ThreadPoolExecutor(1) as worker:  # see run_once
+        ramps = [worker.submit(asyncio.run, capacity.ramp(server, mode, capacity.SMOKE, report=lambda line: None))
+                 .result() for mode in ("sleep", "numpy")]
+    for ramp in ramps:
+        assert not ramp.error, f"{ramp.error}\n--- log:\n{server.log_tail()}"
+        [step] = ramp.steps
+        assert step.passed and step.users == 2 and step.clickers == 1, step
+        assert step.p99 > 0 and step.min_rows > 0.3 and step.clicker_min_rows > 0.1 and step.clicks_answered >= 1 and step.cpu_per_user > 0, step
+    assert "largest passing N, sleep clicks | 2 |" in capacity.markdown(ramps, capacity.SMOKE)
+
+
+def test_capacity_tables():
+    """The capacity summary: largest passing N per mode, the docsyncd/bokeh ratio, and what clicks add to p99."""
+    from benchmarks.capacity import FULL, Ramp, Step, summary_table
+
+    def step(users, p99, passed):
+        return Step(users=users, clickers=users // 10, p50=1.0, p99=p99, clicker_p99=float("nan"), min_rows=1.0,
+                    clicker_min_rows=float("nan"),
+                    clicks_answered=0, cpu_per_user=2.0, rss_per_user=100.0, rss_total=90.0, client_cores=0.1,
+                    passed=passed)
+
+    ramps = [Ramp("docsyncd", "none", [step(10, 5.0, True), step(20, 8.0, True), step(30, 150.0, False)]),
+             Ramp("bokeh", "none", [step(10, 40.0, True), step(20, 200.0, False)]),
+             Ramp("docsyncd", "sleep", [step(10, 12.0, True), step(20, 120.0, False)]),
+             Ramp("bokeh", "sleep", [step(10, 130.0, False)])]
+    table = summary_table(ramps, FULL)
+    rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines()}
+    assert rows["largest passing N, no clicks"].endswith("| 20 | 10 | 2.00× |")
+    assert rows["largest passing N, sleep clicks"].endswith("| 10 | 0 |  |")  # no ratio against zero
+    assert "| 7.0 | 90.0 |" in rows["sleep clicks move the others' p99 by (ms)"]  # 12-5 at N=10; 130-40 at its first step
+    assert f"≤ {FULL.p99_ms:g} ms" in table

@@ -246,6 +246,43 @@ class DiscardTests(ManagerTestCase):
         self.assertEqual([ref() for ref in documents], [None, None, None])
         self.assertEqual((gc.collect, gc.get_referrers), (counting, get_referrers))  # both restored
 
+    def test_sweep_without_expiry_does_not_collect(self):
+        """A sweep that discards nothing runs no garbage collection: a full one stalls the reactor (issue 15)."""
+        manager = self.manager_for(write_app(self.tmp_path, "plain", SLIDER_APP))
+        self.successResultOf(self.create(manager, "young"))
+        connected = self.successResultOf(self.create(manager, "connected"))
+        connected.attach(FakeConnection())
+        collections = []
+        collect = gc.collect
+        self.patch(gc, "collect", lambda *args: collections.append(args) or collect(*args))
+        for _ in range(2):
+            self.clock.advance(7)
+            self.successResultOf(manager.discard_unused(15))  # 15 s not reached yet, and "connected" is in use
+        self.successResultOf(self.manager.discard_unused(15))  # another app's manager, no session at all
+        self.assertEqual(collections, [])
+        self.assertEqual(len(manager.sessions), 2)
+        self.clock.advance(1)
+        self.successResultOf(manager.discard_unused(15))  # "young" expires: its document's cycles are freed
+        self.assertEqual(len(collections), 1)
+        self.assertEqual([s.id for s in manager.sessions], ["connected"])
+
+    def test_discarded_after_its_lock_without_leak_walk(self):
+        """A session destroyed later, once its lock is free, costs one collection and no ``gc.get_referrers``
+        walk over every object of the process (Bokeh's leak check, which only logs)."""
+        manager = self.manager_for(write_app(self.tmp_path, "plain", SLIDER_APP))
+        session = self.successResultOf(self.create(manager, "busy"))
+        gate = defer.Deferred()
+        session.with_document_locked(lambda: gate)
+        d = manager.discard_all()
+        calls = []
+        collect, get_referrers = gc.collect, gc.get_referrers
+        self.patch(gc, "collect", lambda *args: calls.append("collect") or collect(*args))
+        self.patch(gc, "get_referrers", lambda *objs: calls.append("get_referrers") or get_referrers(*objs))
+        gate.callback(None)
+        self.successResultOf(d)
+        self.assertTrue(session.destroyed)
+        self.assertEqual(calls, ["collect"])
+
     def test_discard_all(self):
         """``discard_all`` discards connected sessions too, running every destroyed hook."""
         for sid in ("a", "b"):

@@ -53,7 +53,7 @@ from twisted.python import usage
 LIBRARY_SETTINGS = ("BOKEH_VALIDATE_DOC", "BOKEH_VALIDATION_LEVEL", "BOKEH_PERFORM_ERROR_DIAGNOSTICS",
                     "BOKEH_SIMPLE_IDS", "BOKEH_SERIALIZE_INCLUDE_DEFAULTS", "BOKEH_PRETTY", "BOKEH_COMPRESSION_LEVEL",
                     "BOKEH_NODEJS_PATH", "BOKEH_IGNORE_FILENAME", "BOKEH_CHROMEDRIVER_PATH", "BOKEH_DOCS_CDN",
-                    "BOKEH_DOCS_VERSION")
+                    "BOKEH_DOCS_VERSION", "BOKEH_EXPORT_BACKEND")
 
 #: Python logging levels (as ``settings.py_log_level()`` gives them) to ``--log-level`` names.
 _LOG_LEVELS = {logging.CRITICAL: "critical", logging.ERROR: "error", logging.WARNING: "warning",

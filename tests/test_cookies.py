@@ -50,9 +50,14 @@ class ParseTests(SynchronousTestCase):
 
     @settings(max_examples=200, deadline=None)
     @given(st.dictionaries(st.from_regex(r"[A-Za-z0-9_]{1,8}", fullmatch=True),
-                           st.text(alphabet=st.characters(max_codepoint=255), max_size=12), max_size=4))
+                           st.text(alphabet=st.characters(max_codepoint=255, exclude_categories=("Cc",)),
+                                   max_size=12), max_size=4))
     def test_header_round_trip(self, cookies):
-        """The Cookie header rebuilt for apps (contexts.py) reads back as the cookies it was built from."""
+        """The Cookie header rebuilt for apps (contexts.py) reads back as the cookies it was built from.
+
+        Control characters are left out: newer CPython releases (Debian's 3.11 and 3.13 among them) refuse
+        them in ``Morsel.set``, so there Tornado and docsyncd both drop such a cookie
+        (``test_same_as_tornado`` covers that, on whatever Python runs the tests)."""
         self.assertEqual(parse_cookie_header(cookie_header(cookies)), cookies)
 
 

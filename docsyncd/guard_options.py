@@ -42,10 +42,16 @@ class GuardOptions:
                                            "from connecting or from the request's first byte (websocket opening "
                                            "handshakes included); slower gets 408 and is disconnected (0: no "
                                            "limit).", int],
+        ["publish-keys", None, None, "A file of publish keys, one 'NAME KEY' a line: a client presenting KEY "
+                                     "(Authorization: Bearer KEY) publishes as key:NAME (docsyncd/publishing.py)."],
+        ["max-published", None, 100, "Most published documents one owner may keep, over all apps (0: no limit).", int],
+        ["max-published-size", None, 20 * MIB, "Largest published document, in bytes of JSON (0: no limit).", int],
         ["websocket-max-send-buffer", None, 64 * MIB, "Bytes that may queue for a websocket client that stopped "
                                                       "reading; beyond, close 1008 'client too slow'.", int],
     ]
     optFlags = [
+        ["no-local-publishing", None, "Clients on this machine need a publish key or a login to publish too "
+                                      "(by default they publish as the owner 'local')."],
         ["use-xheaders", None, "Take the client's address, scheme and host from X-Real-IP / X-Forwarded-For, "
                                "X-Forwarded-Proto and X-Forwarded-Host (only behind a proxy that sets them)."],
     ]
@@ -85,7 +91,7 @@ class GuardOptions:
         for kind in ("headers", "cookies"):
             if self[f"include-{kind}"] is not None and self[f"exclude-{kind}"] is not None:
                 raise usage.UsageError(f"give --include-{kind} or --exclude-{kind}, not both")
-        for name in ("max-sessions", "max-session-rate", "handshake-timeout"):
+        for name in ("max-sessions", "max-session-rate", "handshake-timeout", "max-published", "max-published-size"):
             if self[name] < 0:
                 raise usage.UsageError(f"--{name} must be 0 (no limit) or a positive number")
         for name in ("max-request-line", "max-header-size", "max-headers", "max-body-size",
@@ -97,6 +103,14 @@ class GuardOptions:
                 raise usage.UsageError(f"--allow-host {host!r}: give a host name, optionally with :port")
         if not self["cookie-secret"]:
             self["cookie-secret"] = os.environ.get("DOCSYNC_COOKIE_SECRET") or os.environ.get("BOKEH_COOKIE_SECRET")
+        self["publish-key-owners"] = {}
+        if self["publish-keys"]:
+            from .publishing import PublishKeysError, read_keys
+
+            try:
+                self["publish-key-owners"] = read_keys(os.path.expanduser(self["publish-keys"]))
+            except PublishKeysError as e:
+                raise usage.UsageError(str(e))
         if self["auth-module"]:
             path = os.path.abspath(os.path.expanduser(self["auth-module"]))  # before twistd changes directory
             if not os.path.isfile(path):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.util import encode_truncate
 from autobahn.websocket.types import ConnectionDeny
@@ -27,6 +28,7 @@ from .contexts import RequestContext
 from .limits import BackpressureMixin
 from .metrics import REGISTRY
 from .proxy import NO_FORWARDING
+from .publishing import Credential, PublishRefused, credential_of_request
 from .security import OriginPolicy, TokenPolicy
 from .sessions import SessionManager
 
@@ -36,6 +38,10 @@ CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_INTERNAL_ERROR = 1011
 CLOSE_GOING_AWAY = 1001
+
+#: What a message that cannot be applied raises (bad references, wrong values, a refused publish):
+#: the client's mistake, answered with ERROR and one warning line.
+REFUSED_MESSAGE_ERRORS = (PublishRefused,) + wire.WIRE_ERRORS + (AttributeError, RuntimeError)
 
 
 def peer_ip(peer: str) -> str:
@@ -73,6 +79,29 @@ class SyncFactory(WebSocketServerFactory):
         )
         if self.compression is not None:
             self.setProtocolOptions(perMessageCompressionAccept=self.compression.accept)
+        #: The credential of the request being upgraded right now (``SyncResource``).
+        self.upgrading: Credential | None = None
+
+    def buildProtocol(self, addr: Any) -> "SyncProtocol":
+        protocol = super().buildProtocol(addr)
+        protocol.credential = self.upgrading
+        return protocol
+
+
+class SyncResource(WebSocketResource):
+    """``/<app>/ws``: Autobahn's resource, telling the protocol who the upgraded request came from.
+
+    Autobahn sees only the request's text; the logged-in user (``--auth-module``,
+    guard.py) and the TCP peer that decide who may publish (publishing.py)
+    are on the twisted.web request, handed over through ``SyncFactory.upgrading``.
+    """
+
+    def render(self, request: Any) -> Any:
+        self._factory.upgrading = credential_of_request(request)
+        try:
+            return super().render(request)
+        finally:
+            self._factory.upgrading = None
 
 
 class QuietFrameWriter(WebSocketServerProtocol):
@@ -108,6 +137,10 @@ class SyncProtocol(BackpressureMixin, QuietFrameWriter):  # slow clients: limits
         self._refusal: str | None = None
         self._request: RequestContext | None = None
         self.session = None
+        #: Who the request came from (publishing.py), and the owner it names, or why it names none.
+        self.credential: Credential | None = None
+        self.owner: str | None = None
+        self.owner_refusal = ""
 
     # -- handshake --------------------------------------------------------
 
@@ -124,6 +157,11 @@ class SyncProtocol(BackpressureMixin, QuietFrameWriter):  # slow clients: limits
         self._refusal = self.factory.tokens.refusal(
             self._token, self.factory.clock.seconds(), is_live=lambda session_id: self.factory.manager.get(session_id) is not None
         )
+        credential = self.credential or Credential(dict(request.headers), peer_ip(request.peer))
+        try:
+            self.owner = self.factory.manager.policy.owner(credential)
+        except PublishRefused as e:
+            self.owner_refusal = str(e)
         self._request_facts = dict(path=request.path, uri=request.path, host=host, remote_ip=remote_ip,
                                    protocol=scheme)
         # bokeh.client sends its request arguments on the websocket URL, not in the token.
@@ -195,8 +233,14 @@ class SyncProtocol(BackpressureMixin, QuietFrameWriter):  # slow clients: limits
         self.send_frames(wire.encode(wire.PROTOCOL.create(msgtype, reqid, *args)))
 
     def _error_reply(self, failure: Any, message: Any) -> None:
-        log.failure("could not apply {msgtype} from {peer}", failure, msgtype=message.msgtype, peer=self.peer)
-        self._reply("ERROR", message.header["msgid"], f"{failure.type.__name__}: {failure.getErrorMessage()}")
+        """An ERROR reply, and one warning line; a traceback only for what is not the message's fault."""
+        error = f"{failure.type.__name__}: {failure.getErrorMessage()}"
+        if failure.check(*REFUSED_MESSAGE_ERRORS):
+            log.warn("could not apply {msgtype} from {peer}: {error}", msgtype=message.msgtype, peer=self.peer,
+                     error=error)
+        else:
+            log.failure("could not apply {msgtype} from {peer}", failure, msgtype=message.msgtype, peer=self.peer)
+        self._reply("ERROR", message.header["msgid"], error)
 
     def _fail(self, failure: Any, what: str) -> None:
         log.failure("{what} ({peer}); closing", failure, what=what, peer=self.peer)

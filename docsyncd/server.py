@@ -20,6 +20,7 @@ from .protocol import SyncFactory
 from .security import OriginPolicy, TokenPolicy
 from .metrics import REGISTRY, HealthResource, MetricsResource, StatsLogService, watch_managers
 from .service import AppsService
+from .publishing import PublishPolicy
 from .published import AllPublished, EmptyAppRoot, PublishedList, entries
 from .sessions import SessionManager
 from .store import IDocumentStore, open_store
@@ -78,6 +79,7 @@ def build_site(apps: list[LoadedApp], options: Any, reactor: Any,
     origins = OriginPolicy(list(options["allow-websocket-origin"]))
     tokens = TokenPolicy(secret_key, signed)
     static_files = StaticFiles()
+    publish_policy = PublishPolicy.from_options(options)  # owners and their limits: publishing.py
 
     index = None
     if not options["disable-index"]:
@@ -87,7 +89,7 @@ def build_site(apps: list[LoadedApp], options: Any, reactor: Any,
     factories = []
     dev_watchers = []
     for app in apps:
-        manager = SessionManager(app, reactor, reactor, store=store)
+        manager = SessionManager(app, reactor, reactor, store=store, policy=publish_policy)
         factory = SyncFactory(
             manager, reactor, origins, tokens,
             keep_alive=options["keep-alive"] / 1000.0,

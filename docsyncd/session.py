@@ -9,7 +9,9 @@ of a browser's own patch back to that browser.
 A published session (pushed with ``publish`` in the PUSH-DOC's metadata, or
 restored from the store) saves its document in the store at the end of every
 locked operation that changed it, before the lock is released, so that the
-OK a client gets for a PUSH-DOC or PATCH-DOC comes after the write.
+OK a client gets for a PUSH-DOC or PATCH-DOC comes after the write.  It has
+an owner (publishing.py): only a connection with that owner may push to it;
+other connections are viewers, whose patches may only change model values.
 
 Tests: tests/test_session.py
 """
@@ -27,6 +29,7 @@ from twisted.python.failure import Failure
 
 from . import logs, wire
 from .callbacks import SessionCallbacks, call_user, log_callback_failure
+from .publishing import PublishPolicy, PublishRefused, viewer_refusal
 from .store import IDocumentStore, MemoryStore, check_name
 
 log = Logger(observer=logs.observer)
@@ -37,12 +40,17 @@ class Subscriber(TypingProtocol):
 
     def send_frames(self, frames: list[wire.Frame]) -> None: ...
 
+    #: Who sent what the connection sends (publishing.PublishPolicy.owner), or None with the reason.
+    owner: str | None
+    owner_refusal: str
+
 
 class ServerSession:
     """Hosts one document for any number of connections (tabs, clients)."""
 
     def __init__(self, session_id: str, document: Any, token: str, clock: IReactorTime, reactor: Any = None,
-                 store: IDocumentStore | None = None, app_name: str = "", published: bool = False):
+                 store: IDocumentStore | None = None, app_name: str = "", published: bool = False,
+                 owner: str | None = None, policy: PublishPolicy | None = None):
         self.id = session_id
         self.token = token
         self.document = document
@@ -56,6 +64,9 @@ class ServerSession:
         self.app_name = app_name
         #: Whether the document is published: then its changes are saved in the store.
         self.published = published
+        #: Who published the document (publishing.py); None until it is published.
+        self.owner = owner
+        self.policy = policy if policy is not None else PublishPolicy()
         self._dirty = False
         self._busy = 0
         self._last_detached = clock.seconds()
@@ -126,15 +137,23 @@ class ServerSession:
                 self.save()
             except Exception:
                 failure = Failure()
-                log.failure("could not store published document {name} of app {app}", failure,
-                            name=self.id, app=self.app_name)
+                self._log_save_failure(failure)
                 return result if isinstance(result, Failure) else failure
         return result
 
+    def _log_save_failure(self, failure: Failure) -> None:
+        if failure.check(PublishRefused):
+            log.warn("published document {name} of app {app} not stored: {why}", name=self.id, app=self.app_name,
+                     why=failure.getErrorMessage())
+        else:
+            log.failure("could not store published document {name} of app {app}", failure,
+                        name=self.id, app=self.app_name)
+
     def save(self) -> None:
-        """Write the document to the store under the session's id."""
+        """Write the document to the store under the session's id (``PublishRefused`` when too large)."""
         doc_json = json.dumps(self.document.to_json(deferred=False), separators=(",", ":"))
-        self.store.save(self.app_name, self.id, doc_json)
+        self.policy.check_size(self.id, doc_json)
+        self.store.save(self.app_name, self.id, doc_json, owner=self.owner)
         self._dirty = False
 
     def run_awaitable(self, awaitable: Any, name: str) -> defer.Deferred:
@@ -160,32 +179,50 @@ class ServerSession:
 
         The pushing connection is not sent the changes its own push makes.
         With ``publish`` in the message's metadata the document is published
-        under the session id, which must then be a name (``store.NAME_RULE``):
-        it is in the store when the returned Deferred fires.
+        under the session id, which must then be a name (``store.NAME_RULE``),
+        owned by ``origin.owner``: it is in the store when the returned
+        Deferred fires.  A published document is replaced only by its owner.
+        Refusals fail the Deferred with ``PublishRefused`` or ``BadName``.
         """
         publish = bool(message.metadata.get("publish")) if isinstance(message.metadata, dict) else False
-        if publish:
-            try:
-                check_name(self.id)
-            except ValueError:
-                return defer.fail()
+        owner = getattr(origin, "owner", None)
 
         def replace():
+            if self.published:
+                self.policy.check_owner(self.owner, owner, self.id)
+            if publish:
+                if owner is None:
+                    raise PublishRefused(getattr(origin, "owner_refusal", "") or "publishing needs a credential")
+                check_name(self.id)
+                self.policy.check_publish(self.store, self.app_name, self.id, owner)
             self._push_origin = origin
             try:
                 message.push_to_document(self.document)
             finally:
                 self._push_origin = None
             if publish:
-                self.published = True
-                self._dirty = True
+                before = (self.published, self.owner)
+                self.published, self.owner = True, owner
+                try:
+                    self.save()
+                except Exception:
+                    self.published, self.owner = before
+                    raise
 
         return self.with_document_locked(replace)
 
     def patch(self, origin: Subscriber, message: Any) -> defer.Deferred:
-        """Apply a client's PATCH-DOC; its own changes are not echoed back to it."""
+        """Apply a client's PATCH-DOC; its own changes are not echoed back to it.
+
+        On a published document, a connection that is not its owner is a
+        viewer: its patch may only change model values (``publishing.viewer_refusal``).
+        """
 
         def apply():
+            if self.published and getattr(origin, "owner", None) != self.owner:
+                refusal = viewer_refusal(message.content)
+                if refusal:
+                    raise PublishRefused(refusal)
             self._patch_origin = origin
             try:
                 wire.complete_column_data(message, self.document)  # bokeh.client sends partial column data
@@ -221,7 +258,7 @@ class ServerSession:
             try:
                 self.save()
             except Exception:
-                log.failure("could not store published document {name} of app {app}", name=self.id, app=self.app_name)
+                self._log_save_failure(Failure())
         self.destroyed = True
         self._callbacks.remove_all()
         self.document.destroy(self)

@@ -32,6 +32,7 @@ from .callbacks import call_user
 from .contexts import AppServerContext, AppSessionContext, RequestContext
 from .metrics import REGISTRY
 from .session import ServerSession
+from .publishing import PublishPolicy
 from .store import IDocumentStore, MemoryStore, Published, is_name
 
 log = Logger(observer=logs.observer)
@@ -68,9 +69,10 @@ class SessionManager:
     """Creates, finds and discards the sessions of one app."""
 
     def __init__(self, app: LoadedApp, clock: IReactorTime, reactor: Any = None,
-                 store: IDocumentStore | None = None):
+                 store: IDocumentStore | None = None, policy: PublishPolicy | None = None):
         self.app = app
         self.store = store if store is not None else MemoryStore()
+        self.policy = policy if policy is not None else PublishPolicy()
         self.application = app.application
         self.server_context = AppServerContext(self)
         self._clock = clock
@@ -156,6 +158,7 @@ class SessionManager:
         context = AppSessionContext(session_id, self.server_context, doc, request, token)
         doc._session_context = weakref.ref(context)
         stored = self.store.load(self.app.name, session_id) if is_name(session_id) else None
+        entry = self.store.find(self.app.name, session_id) if stored is not None else None
         try:
             await self._run_session_hooks("on_session_created", context)
             if stored is not None:
@@ -170,7 +173,8 @@ class SessionManager:
             await self._run_session_hooks("on_session_destroyed", context)
             raise DocumentBuildError("; ".join(errors))
         session = ServerSession(session_id, doc, token, self._clock, self._reactor,
-                                store=self.store, app_name=self.app.name, published=stored is not None)
+                                store=self.store, app_name=self.app.name, published=stored is not None,
+                                owner=entry.owner if entry is not None else None, policy=self.policy)
         context.attach(session)
         self._sessions[session_id] = session
         self._contexts[session_id] = context
@@ -187,6 +191,13 @@ class SessionManager:
     def published(self) -> list[Published]:
         """The documents published under this app, by name."""
         return self.store.list(self.app.name)
+
+    def is_published(self, session_id: str) -> bool:
+        """Whether ``session_id`` names a published document (live, or only in the store)."""
+        session = self._sessions.get(session_id)
+        if session is not None:
+            return session.published
+        return is_name(session_id) and self.store.find(self.app.name, session_id) is not None
 
     def unpublish(self, name: str) -> bool:
         """Delete a published document; a live session on it carries on, unpublished."""

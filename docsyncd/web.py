@@ -18,7 +18,6 @@ import os
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from autobahn.twisted.resource import WebSocketResource
 from bokeh.core.templates import AUTOLOAD_JS
 from bokeh.embed.bundle import Script, bundle_for_objs_and_resources
 from bokeh.core.has_props import HasProps
@@ -38,7 +37,8 @@ from twisted.web.util import Redirect
 from . import logs
 from .contexts import RequestContext
 from .files import ContainedFile
-from .protocol import SyncFactory
+from .protocol import SyncFactory, SyncResource
+from .publishing import page_policy
 from .sessions import DocumentBuildError, SessionManager
 
 log = Logger(observer=logs.observer)
@@ -232,7 +232,7 @@ class AppResource(resource.Resource):
         self.session_settings = session_settings
         self.url = url
         self.prefix = prefix
-        self.putChild(b"ws", WebSocketResource(factory))
+        self.putChild(b"ws", SyncResource(factory))
         self.putChild(b"autoload.js", AutoloadJs(self))
         self.putChild(b"metadata", Metadata(self))
         if manager.app.static_path:
@@ -272,10 +272,16 @@ class AppResource(resource.Resource):
 
     def render_GET(self, request: server.Request) -> int:
         def render(session: Any) -> defer.Deferred:
-            return session.with_document_locked(self._page, session)
+            d = session.with_document_locked(self._page, session)
+            return d.addCallback(self.protect_if_published, request, session.id)
 
         return _respond_later(request, self.session_for(request).addCallback(render), b"text/html; charset=utf-8")
 
+    def protect_if_published(self, html: str, request: server.Request, session_id: str) -> str:
+        """``html``, with the Content-Security-Policy of published pages if ``session_id`` is published (publishing.py)."""
+        if self.manager.is_published(session_id):
+            request.setHeader(b"content-security-policy", page_policy(html))
+        return html
 
     def _page(self, session: Any) -> str:
         """The HTML page for ``session`` (what bokeh.embed.server's page function renders)."""

@@ -196,7 +196,7 @@ class PublishingTests(SynchronousTestCase):
         session = self.manager.get("line")
         saves = []
         real_save = self.manager.store.save
-        self.manager.store.save = lambda *a: (saves.append(a[1]), real_save(*a))
+        self.manager.store.save = lambda *a, **kw: (saves.append(a[1]), real_save(*a, **kw))
 
         def change():
             slider = session.document.get_model_by_name("slider")

@@ -311,10 +311,11 @@ class InMemoryServer:
         return client.data
 
     def websocket(self, app: str, protocols: list[str] | None, origin: str | None = None,
-                  greet: bool = True) -> tuple[BokehClient, iosim.IOPump]:
-        """A BokehClient connected to ``/<app>/ws`` offering ``protocols``."""
+                  greet: bool = True, headers: dict[str, str] | None = None) -> tuple[BokehClient, iosim.IOPump]:
+        """A BokehClient connected to ``/<app>/ws`` offering ``protocols`` (and sending ``headers``)."""
+        path = f"/{app}/ws" if app else "/ws"  # "": the empty app at /
         factory = WebSocketClientFactory(
-            f"ws://localhost:5006/{app}/ws", protocols=protocols, origin=origin, reactor=self.clock
+            f"ws://localhost:5006{path}", protocols=protocols, origin=origin, reactor=self.clock, headers=headers
         )
         factory.protocol = BokehClient
         client = factory.buildProtocol(None)

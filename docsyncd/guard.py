@@ -37,6 +37,7 @@ from . import logs
 from .auth import AuthModule, AuthModuleError, clear_cookie, get_secure_cookie, set_secure_cookie
 from .limits import LimitsChannelMixin, Refusal, RequestLimits, SessionAdmission, live_sessions
 from .proxy import Forwarding
+from .routing import websocket_token
 from .security import host_allowed
 from .server import NoDelayHTTPChannel
 from .web import AppResource, AutoloadJs, ErrorPage
@@ -153,12 +154,13 @@ def new_session_target(request: server.Request, resrc: Any) -> tuple[Any, str | 
         resrc = resrc.page
     if isinstance(resrc, WebSocketResource):
         manager = getattr(resrc._factory, "manager", None)
-        offered = (request.getHeader(b"sec-websocket-protocol") or b"").decode("latin-1")
-        parts = [p.strip() for p in offered.split(",")]
-        if manager is None or len(parts) != 2 or parts[0] != "bokeh":
+        # Every line of the header, joined as Autobahn joins them for the handshake that acts on it.
+        offered = b", ".join(request.requestHeaders.getRawHeaders(b"sec-websocket-protocol") or []).decode("latin-1")
+        token = websocket_token(offered)
+        if manager is None or token is None:
             return None  # refused by the handshake itself
         try:
-            session_id = get_session_id(parts[1])
+            session_id = get_session_id(token)
         except Exception:
             return None  # refused by the token check
         return manager, session_id if isinstance(session_id, str) else None

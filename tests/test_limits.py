@@ -210,6 +210,18 @@ class AdmissionTests(ServerTestCase):
         self.assertEqual(raw_upgrade(server, "sliders", make_token()).status, 503)
         self.assertEqual(len(server.managers["sliders"].sessions), 2)
 
+    def test_split_protocol_header_is_admitted_as_autobahn_reads_it(self):
+        """``bokeh`` and the token as two Sec-WebSocket-Protocol lines (which Autobahn joins) are still counted:
+        past --max-sessions and --max-session-rate they get 503, not a session."""
+        server = self.start_server(write_app(self.tmp_path, "sliders", SLIDER_APP),
+                                   args=["--max-sessions", "3", "--max-session-rate", "100"])
+        statuses = [raw_upgrade(server, "sliders", make_token(), split_protocols=True).status for _ in range(6)]
+        self.assertEqual(statuses, [101, 101, 101, 503, 503, 503])
+        self.assertEqual(len(server.managers["sliders"].sessions), 3)
+        server = self.start_server(write_app(self.tmp_path, "other", SLIDER_APP), args=["--max-session-rate", "1"])
+        statuses = [raw_upgrade(server, "other", make_token(), split_protocols=True).status for _ in range(2)]
+        self.assertEqual(statuses, [101, 503])
+
     def test_max_session_rate(self):
         """Beyond --max-session-rate new sessions per address get 503 with Retry-After; other addresses and later requests pass."""
         server = self.start_server(write_app(self.tmp_path, "sliders", SLIDER_APP), args=["--max-session-rate", "2"])

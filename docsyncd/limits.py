@@ -25,6 +25,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
+from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web import http
@@ -342,6 +343,7 @@ class BackpressureMixin:
     producer_paused = False
     queued_while_paused = 0
     too_slow = False
+    _drain_waiters: list | None = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -361,9 +363,30 @@ class BackpressureMixin:
     def resumeProducing(self) -> None:
         self.producer_paused = False
         self.queued_while_paused = 0
+        self._fire_drain_waiters()
 
     def stopProducing(self) -> None:
         self.producer_paused = True
+        self._fire_drain_waiters()  # the connection is going: nobody waits for it to drain
+
+    def when_drained(self) -> defer.Deferred:
+        """Fires once the transport takes writes again (at once unless it paused us): the client read its backlog."""
+        if not self.producer_paused or self.state == self.STATE_CLOSED:
+            return defer.succeed(None)
+        waiter: defer.Deferred = defer.Deferred()
+        if self._drain_waiters is None:
+            self._drain_waiters = []
+        self._drain_waiters.append(waiter)
+        return waiter
+
+    def _fire_drain_waiters(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters or [], None
+        for waiter in waiters:
+            waiter.callback(None)
+
+    def connectionLost(self, reason: Any) -> None:
+        self._fire_drain_waiters()
+        super().connectionLost(reason)
 
     def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
         if self.producer_paused and not self.too_slow:

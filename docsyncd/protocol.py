@@ -133,6 +133,7 @@ class SyncProtocol(BackpressureMixin, QuietFrameWriter):  # slow clients: limits
         super().__init__()
         self._inbox = defer.DeferredLock()
         self._assembler = wire.MessageAssembler()
+        self._reading_paused = False
         self._token: str | None = None
         self._refusal: str | None = None
         self._request: RequestContext | None = None
@@ -194,7 +195,36 @@ class SyncProtocol(BackpressureMixin, QuietFrameWriter):  # slow clients: limits
     # -- messages ---------------------------------------------------------
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        self._inbox.run(self._receive, payload, isBinary).addErrback(self._fail, "failed to handle a message")
+        self._inbox.run(self._paced, payload, isBinary).addErrback(self._fail, "failed to handle a message")
+        if self._inbox.waiting:
+            self._pause_reading()
+
+    async def _paced(self, payload: bytes, is_binary: bool) -> None:
+        """Handle one frame; then, before the next, wait until the client has read what it was sent.
+
+        While frames wait their turn the connection is not read (``_pause_reading``),
+        so what one client makes the server hold is the frames of one socket read
+        and the replies in one send buffer (``--websocket-max-send-buffer``), not
+        every PATCH-DOC or PULL-DOC-REQ it manages to send, as bokeh serve stops
+        reading too.
+        """
+        try:
+            await defer.maybeDeferred(self._receive, payload, is_binary)
+        finally:
+            if self.queued_while_paused:  # it sent replies the client has not made room for
+                await self.when_drained()
+            if not self._inbox.waiting:
+                self._resume_reading()
+
+    def _pause_reading(self) -> None:
+        if not self._reading_paused and self.transport is not None:
+            self._reading_paused = True
+            self.transport.pauseProducing()
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused and self.transport is not None:
+            self._reading_paused = False
+            self.transport.resumeProducing()
 
     def _receive(self, payload: bytes, is_binary: bool) -> defer.Deferred | None:
         if self.session is None:
@@ -273,6 +303,7 @@ class SyncProtocol(BackpressureMixin, QuietFrameWriter):  # slow clients: limits
         (1000, 3000-4999); a server needs 1001, 1002, 1008 and 1011 too.
         """
         if self.state == self.STATE_OPEN:
+            self._resume_reading()  # to read the client's answering close frame
             self.sendCloseFrame(code=code, reasonUtf8=encode_truncate(reason, 123))
 
     def go_away(self) -> None:

@@ -335,3 +335,57 @@ class SlowClientTests(ServerTestCase):
         pump.flush()
         self.assertTrue(client.closed)
         self.assertTrue(other.opened and not other.closed)
+
+
+class PacingTests(ServerTestCase):
+    """One client cannot make the server hold more than one socket read of queued work and one send buffer."""
+
+    def setUp(self):
+        self.server = self.start_server(write_app(self.tmp_path, "sliders", SLIDER_APP))
+        token = make_token()
+        self.client, self.pump = websocket(self.server, "sliders", token)
+        self.session = self.server.session_of("sliders", token)
+        (self.connection,) = self.session.connections
+        self.reading = []
+        transport = self.pump.serverIO
+        transport.pauseProducing = lambda: self.reading.append("paused")
+        transport.resumeProducing = lambda: self.reading.append("resumed")
+
+    def patch(self, value):
+        from bokeh.document import Document
+
+        mirror = Document.from_json(self.session.document.to_json(deferred=False))
+        events = []
+        mirror.on_change(events.append)
+        mirror.get_model_by_name("slider").value = value
+        self.client.send("PATCH-DOC", events)
+
+    def test_reading_stops_while_patches_wait_for_the_document(self):
+        """While the document lock is held, the first queued PATCH-DOC pauses reading; all are applied in order after."""
+        from twisted.internet import defer
+
+        gate = defer.Deferred()
+        self.session.with_document_locked(lambda: gate)
+        for value in (2, 3, 4):
+            self.patch(value)
+        self.pump.flush()
+        self.assertEqual(self.reading, ["paused"])
+        self.assertEqual(self.client.msgtypes(), ["ACK"])
+        gate.callback(None)
+        self.pump.flush()
+        self.assertEqual(self.reading, ["paused", "resumed"])
+        self.assertEqual(self.client.msgtypes().count("OK"), 3)
+        self.assertEqual(self.session.document.get_model_by_name("slider").value, 4)
+
+    def test_no_next_message_until_the_client_reads_its_replies(self):
+        """With the send buffer full (the client reads nothing), a second PULL-DOC-REQ waits and reading stops."""
+        self.connection.pauseProducing()  # what the transport does when its buffer is full
+        self.client.send("PULL-DOC-REQ")
+        self.client.send("PULL-DOC-REQ")
+        self.pump.flush()
+        self.assertEqual(self.client.msgtypes(), ["ACK", "PULL-DOC-REPLY"])
+        self.assertEqual(self.reading, ["paused"])
+        self.connection.resumeProducing()
+        self.pump.flush()
+        self.assertEqual(self.client.msgtypes(), ["ACK", "PULL-DOC-REPLY", "PULL-DOC-REPLY"])
+        self.assertEqual(self.reading, ["paused", "resumed"])

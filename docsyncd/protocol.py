@@ -36,6 +36,7 @@ log = Logger(observer=logs.observer)
 
 CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_POLICY_VIOLATION = 1008
+CLOSE_MESSAGE_TOO_BIG = 1009
 CLOSE_INTERNAL_ERROR = 1011
 CLOSE_GOING_AWAY = 1001
 
@@ -62,6 +63,7 @@ class SyncFactory(WebSocketServerFactory):
         super().__init__()
         self.protocol = SyncProtocol
         self.manager = manager
+        self.max_message_size = max_message_size
         self.clock = clock
         self.origins = origins
         self.tokens = tokens
@@ -132,7 +134,7 @@ class SyncProtocol(BackpressureMixin, QuietFrameWriter):  # slow clients: limits
     def __init__(self) -> None:
         super().__init__()
         self._inbox = defer.DeferredLock()
-        self._assembler = wire.MessageAssembler()
+        self._assembler: wire.MessageAssembler | None = None  # onOpen: it needs the factory's limit
         self._reading_paused = False
         self._token: str | None = None
         self._refusal: str | None = None
@@ -170,6 +172,7 @@ class SyncProtocol(BackpressureMixin, QuietFrameWriter):  # slow clients: limits
         return "bokeh" if "bokeh" in protocols else None
 
     def onOpen(self) -> None:
+        self._assembler = wire.MessageAssembler(self.factory.max_message_size)
         if self.factory.compression is not None:
             self.factory.compression.adopt(self)
         if self._refusal:
@@ -227,12 +230,16 @@ class SyncProtocol(BackpressureMixin, QuietFrameWriter):  # slow clients: limits
             self.transport.resumeProducing()
 
     def _receive(self, payload: bytes, is_binary: bool) -> defer.Deferred | None:
-        if self.session is None:
+        if self.session is None or self.state != self.STATE_OPEN:
             return None  # refused or closing: nothing to apply the message to
         try:
             message = self._assembler.feed(payload, is_binary)
+        except wire.MessageTooBig as e:
+            log.warn("closing websocket from {peer}: {error}", peer=self.peer, error=str(e))
+            self.close(CLOSE_MESSAGE_TOO_BIG, str(e))
+            return None
         except wire.WIRE_ERRORS as e:
-            error = f"{type(e).__name__}: {e}"
+            error = f"{type(e).__name__}: {str(e)[:200]}"
             log.warn("protocol error from {peer}: {error}", peer=self.peer, error=error)
             self.close(CLOSE_PROTOCOL_ERROR, f"protocol error: {error}")
             return None

@@ -6,30 +6,12 @@ from autobahn.websocket.protocol import WebSocketProtocol
 from bokeh.util.token import get_session_id
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from docsyncd.limits import BackpressureMixin, SessionAdmission, TokenBucket, live_sessions
 
 from guard_support import ServerTestCase, connect_from, parse_response, raw_upgrade, send, websocket
-from unit_support import SLIDER_APP, RawClient, _drain, make_token, write_app
-
-
-class LogCapture:
-    """Collects the text of docsyncd's log events while a test runs."""
-
-    def __init__(self, test):
-        self.events = []
-        globalLogPublisher.addObserver(self.events.append)
-        test.addCleanup(globalLogPublisher.removeObserver, self.events.append)
-
-    def lines(self):
-        from twisted.logger import formatEvent
-
-        return [formatEvent(e) for e in self.events]
-
-    def matching(self, text):
-        return [line for line in self.lines() if text in line]
+from unit_support import SLIDER_APP, LogCapture, RawClient, _drain, make_token, write_app
 
 
 class RequestLimitTests(ServerTestCase):

@@ -24,6 +24,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Cooperator
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import globalLogPublisher
 from twisted.test import iosim
 
 from docsyncd import apps, tap, wire
@@ -227,6 +228,23 @@ class BokehClient(WebSocketClientProtocol):
 
     def msgtypes(self) -> list[str]:
         return [m.msgtype for m in self.messages]
+
+
+class LogCapture:
+    """Collects the text of docsyncd's log events while a test runs."""
+
+    def __init__(self, test):
+        self.events = []
+        globalLogPublisher.addObserver(self.events.append)
+        test.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def lines(self):
+        from twisted.logger import formatEvent
+
+        return [formatEvent(e) for e in self.events]
+
+    def matching(self, text):
+        return [line for line in self.lines() if text in line]
 
 
 @dataclass

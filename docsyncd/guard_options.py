@@ -50,6 +50,8 @@ class GuardOptions:
                                                       "reading; beyond, close 1008 'client too slow'.", int],
     ]
     optFlags = [
+        ["autoload-credentials", None, "Let pages from allowed websocket origins fetch autoload.js with their "
+                                       "cookies (Access-Control-Allow-Credentials); off by default."],
         ["no-local-publishing", None, "Clients on this machine need a publish key or a login to publish too "
                                       "(by default they publish as the owner 'local')."],
         ["use-xheaders", None, "Take the client's address, scheme and host from X-Real-IP / X-Forwarded-For, "

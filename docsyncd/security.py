@@ -8,7 +8,11 @@ Tests: tests/test_security.py
 
 from __future__ import annotations
 
+import base64
+import binascii
 import fnmatch
+import json
+import zlib
 from dataclasses import dataclass, field
 from typing import Callable
 from urllib.parse import urlsplit
@@ -16,6 +20,36 @@ from urllib.parse import urlsplit
 from bokeh.util.token import check_token_signature, get_session_id, get_token_payload
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+#: Bytes a token's compressed request payload may inflate to.  A page's headers, cookies and
+#: arguments are bounded by the request limits (tens of KiB); this leaves room for process_request.
+MAX_TOKEN_PAYLOAD = 1024 * 1024
+
+#: Where bokeh.util.token puts the zlib-compressed request payload.
+_TOKEN_ZLIB_KEY = "__bk__zlib_"
+
+
+def _b64decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def token_size_refusal(token: str, limit: int = MAX_TOKEN_PAYLOAD) -> str | None:
+    """Why ``token``'s payload is too large to read, or None; inflates at most ``limit`` + 1 bytes.
+
+    ``bokeh.util.token.get_token_payload`` inflates the compressed part whole:
+    a 14 KB token could make it allocate 8 MiB.  Call this first.
+    """
+    try:
+        payload = json.loads(_b64decode(token.split(".")[0]))
+        compressed = payload.get(_TOKEN_ZLIB_KEY) if isinstance(payload, dict) else None
+        if not isinstance(compressed, str):
+            return None  # nothing compressed; the other checks judge the rest
+        inflated = zlib.decompressobj().decompress(_b64decode(compressed), limit + 1)
+    except (ValueError, binascii.Error, zlib.error, RecursionError):
+        return "malformed session token"
+    if len(inflated) > limit:
+        return f"session token payload inflates to more than {limit} bytes"
+    return None
 
 
 def normalise_host(netloc: str, scheme: str = "http") -> str:
@@ -47,6 +81,8 @@ class OriginPolicy:
     """
 
     allowlist: list[str] = field(default_factory=list)
+    #: Whether allowed origins' pages may fetch autoload.js with their cookies (``--autoload-credentials``).
+    credentials: bool = False
 
     def refusal(self, origin: str | None, host: str, scheme: str = "http") -> str | None:
         """None when allowed, else the reason for refusing."""
@@ -81,10 +117,15 @@ class TokenPolicy:
         """
         if not token:
             return "no session token in the Sec-WebSocket-Protocol header"
+        too_large = token_size_refusal(token)
+        if too_large:
+            return too_large
         try:
             session_id = get_session_id(token)
             payload = get_token_payload(token)
         except Exception:
+            return "malformed session token"
+        if not isinstance(payload, dict):
             return "malformed session token"
         if not isinstance(session_id, str):
             # Sessions are named by strings, and Bokeh's signature check raises on anything else.

@@ -76,7 +76,7 @@ def build_site(apps: list[LoadedApp], options: Any, reactor: Any,
     session_settings = SessionSettings(secret_key, signed, options["session-token-expiration"],
                                        generate_ids=options["session-ids"] != "external-signed")
     session_settings.owns = options.get("owns-session-id")  # a --workers process mints ids it owns: worker.py
-    origins = OriginPolicy(list(options["allow-websocket-origin"]))
+    origins = OriginPolicy(list(options["allow-websocket-origin"]), credentials=bool(options.get("autoload-credentials")))
     tokens = TokenPolicy(secret_key, signed)
     static_files = StaticFiles()
     publish_policy = PublishPolicy.from_options(options)  # owners and their limits: publishing.py

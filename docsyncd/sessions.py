@@ -75,6 +75,7 @@ class SessionManager:
         self.policy = policy if policy is not None else PublishPolicy()
         self.application = app.application
         self.server_context = AppServerContext(self)
+        self.clock = clock
         self._clock = clock
         self._reactor = reactor
         self._sessions: dict[str, ServerSession] = {}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
@@ -39,11 +40,16 @@ from .contexts import RequestContext
 from .files import ContainedFile
 from .protocol import SyncFactory, SyncResource
 from .publishing import page_policy
+from .security import TokenPolicy
 from .sessions import DocumentBuildError, SessionManager
 
 log = Logger(observer=logs.observer)
 
 TEMPLATES = os.path.join(os.path.dirname(__file__), "templates")
+
+#: Element ids autoload.js accepts: what ``bokeh.embed.server_document`` makes
+#: (``make_globally_unique_css_safe_id``: a letter, then letters, digits and '-').
+ELEMENT_ID = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,127}")
 ONE_YEAR = 365 * 24 * 3600
 
 
@@ -131,14 +137,20 @@ def session_token_for(request: server.Request, manager: SessionManager, settings
             expiration=settings_.token_expiration,
             extra_payload=_token_payload(request, manager.application.process_request, settings_),
         )
-    try:
-        valid = bool(get_session_id(token)) and check_token_signature(
-            token, secret_key=settings_.secret_key, signed=settings_.signed
-        )
-    except Exception:
-        valid = False
-    if not valid:
-        raise HTTPRefusal(http.FORBIDDEN, "invalid session id or token")
+        try:
+            valid = bool(get_session_id(token)) and check_token_signature(
+                token, secret_key=settings_.secret_key, signed=settings_.signed
+            )
+        except Exception:
+            valid = False
+        if not valid:
+            raise HTTPRefusal(http.FORBIDDEN, "invalid session id or token")
+        return token
+    # ?bokeh-token=: exactly the websocket's checks, so the page never builds a session its websocket refuses.
+    refusal = TokenPolicy(settings_.secret_key, settings_.signed).refusal(
+        token, manager.clock.seconds(), is_live=lambda session_id: manager.get(session_id) is not None)
+    if refusal:
+        raise HTTPRefusal(http.FORBIDDEN, refusal)
     return token
 
 
@@ -228,6 +240,7 @@ class AppResource(resource.Resource):
                  session_settings: SessionSettings, url: str, prefix: str):
         super().__init__()
         self.manager = manager
+        self.origins = factory.origins  # autoload.js's CORS follows the websocket's origin policy
         self.static_files = static_files
         self.session_settings = session_settings
         self.url = url
@@ -301,10 +314,26 @@ class AutoloadJs(resource.Resource):
         self.app = app
 
     def _cors(self, request: server.Request) -> None:
-        origin = request.getHeader(b"origin")
-        request.setHeader(b"access-control-allow-origin", origin if origin and request.received_cookies else b"*")
+        """CORS for pages that fetch autoload.js (a ``<script src>`` needs none).
+
+        bokeh serve reflects any Origin and allows credentials, so any site
+        could read a token carrying its visitor's cookies.  Here an Origin is
+        granted only when it may open the websocket too (``--allow-websocket-origin``,
+        by default this server), with credentials only under
+        ``--autoload-credentials``; a request without Origin gets ``*``.
+        """
+        request.setHeader(b"vary", b"Origin")
         request.setHeader(b"access-control-allow-headers", b"*")
-        request.setHeader(b"access-control-allow-credentials", b"true")
+        origin = _text(request.getHeader(b"origin"))
+        if not origin:
+            request.setHeader(b"access-control-allow-origin", b"*")
+            return
+        policy = self.app.origins
+        if policy.refusal(origin, _text(request.getHeader(b"host")), "https" if request.isSecure() else "http"):
+            return
+        request.setHeader(b"access-control-allow-origin", origin.encode("latin-1"))
+        if policy.credentials:
+            request.setHeader(b"access-control-allow-credentials", b"true")
 
     def render_OPTIONS(self, request: server.Request) -> bytes:
         self._cors(request)
@@ -316,6 +345,10 @@ class AutoloadJs(resource.Resource):
         element_id = _text(request.args.get(b"bokeh-autoload-element", [b""])[0])
         if not element_id:
             return ErrorPage(http.BAD_REQUEST, "Bad Request", "no bokeh-autoload-element query parameter").render(request)
+        if not ELEMENT_ID.fullmatch(element_id):  # it lands in JavaScript unescaped (Bokeh's template)
+            log.warn("refused autoload.js for element id {id!r}", id=element_id[:100])
+            return ErrorPage(http.BAD_REQUEST, "Bad Request", "bokeh-autoload-element must be an element id as "
+                             "Bokeh makes them: a letter, then letters, digits, '-' or '_'").render(request)
         app_path = _text(request.args.get(b"bokeh-app-path", [b"/"])[0])
         absolute_url = _text(request.args.get(b"bokeh-absolute-url", [b""])[0]) or None
         with_resources = _text(request.args.get(b"resources", [b"default"])[0]) != "none"

@@ -12,7 +12,8 @@ from docsyncd import wire
 from docsyncd.protocol import peer_ip
 from docsyncd.sessions import DocumentBuildError
 
-from unit_support import (RECORDING_LIFECYCLE, SLIDER_APP, InMemoryServer, LogCapture, make_token, model_changes,
+from unit_support import (RECORDING_LIFECYCLE, SLIDER_APP, InMemoryServer, LogCapture, crafted_token, make_token,
+                          model_changes,
                           upgrade_request, write_app, write_dir_app)
 
 SECRET = "a-secret-key-that-is-long-enough-for-bokeh"
@@ -124,6 +125,18 @@ class HandshakeTests(ProtocolTestCase):
     def test_garbage_token_1008(self):
         """A garbage token gets a 1008 close, not a traceback."""
         self.assert_refused(["bokeh", "not-a-token"], "malformed session token")
+
+    def test_token_inflating_too_far_1008(self):
+        """A token whose compressed payload inflates past 1 MiB is refused 1008 before it is inflated, no session."""
+        import time
+
+        bomb = b'{"headers": {"x": "' + b" " * (8 * 1024 * 1024) + b'"}}'
+        token = crafted_token({"session_id": "bomb", "session_expiry": time.time() + 300}, bomb)
+        self.assertLess(len(token), 20000)
+        client, pump, _ = self.open(token=token)
+        self.assertEqual(client.close_code, 1008)
+        self.assertIn("inflates to more than", client.close_reason)
+        self.assertIsNone(self.server.managers["sliders"].get("bomb"))
 
     def test_expired_token_1008(self):
         """An expired token gets a 1008 close that says it expired."""

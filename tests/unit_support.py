@@ -92,6 +92,17 @@ def make_token(session_id: str | None = None, expiration: int = 300, secret_key:
                               extra_payload=payload)
 
 
+def crafted_token(payload: dict[str, Any], inflated: bytes | None = None) -> str:
+    """An unsigned token with exactly ``payload`` (and ``inflated`` zlib-compressed in Bokeh's place for it)."""
+    import base64
+    import zlib
+
+    encode = lambda data: base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")  # noqa: E731
+    if inflated is not None:
+        payload = {**payload, "__bk__zlib_": encode(zlib.compress(inflated, 9))}
+    return encode(json.dumps(payload).encode("utf-8"))
+
+
 def decode(frames: list[wire.Frame]) -> list[Any]:
     """The Bokeh messages carried by ``frames``."""
     assembler = wire.MessageAssembler()

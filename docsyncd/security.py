@@ -11,7 +11,9 @@ from __future__ import annotations
 import base64
 import binascii
 import fnmatch
+import ipaddress
 import json
+import socket
 import zlib
 from dataclasses import dataclass, field
 from typing import Callable
@@ -66,7 +68,24 @@ def normalise_host(netloc: str, scheme: str = "http") -> str:
 def host_allowed(host: str, allowlist: list[str], scheme: str = "http") -> bool:
     """Whether ``host`` (``name[:port]``) matches an entry; entries may use ``*``."""
     candidate = normalise_host(host, scheme)
-    return any(fnmatch.fnmatchcase(candidate, normalise_host(pattern, scheme)) for pattern in allowlist)
+    # "[" starts a character class in fnmatch; in a host it is an IPv6 literal's bracket.
+    return any(fnmatch.fnmatchcase(candidate, normalise_host(pattern, scheme).replace("[", "[[]"))
+               for pattern in allowlist)
+
+
+def is_ip_literal(host: str) -> bool:
+    """Whether ``host`` (``name[:port]``) names an IP address rather than a DNS name."""
+    name = urlsplit(f"//{host}").hostname or ""
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def machine_names() -> list[str]:
+    """The names a page from this machine may use without ``--allow-websocket-origin``."""
+    return sorted({"localhost", socket.gethostname().lower(), socket.getfqdn().lower()} - {""})
 
 
 @dataclass
@@ -74,15 +93,22 @@ class OriginPolicy:
     """Which browser origins may open a websocket.
 
     With no explicit allowlist a page may connect when it came from this very
-    server: its Origin names the host and port the request was sent to.  An
-    explicit ``--allow-websocket-origin`` list replaces that default, as in
-    bokeh serve.  A request without an Origin header is not from a browser
-    and is accepted.
+    server: its Origin names the host and port the request was sent to, and
+    that host is this machine: ``localhost``, an IP address, the machine's
+    own name, or a host ``--allow-host`` lists (``default_names``).  Any
+    other name could be a DNS-rebinding page (``evil.example`` resolving to
+    127.0.0.1, whose Origin equals its Host): behind a proxy, name the public
+    host with ``--allow-websocket-origin`` or ``--allow-host``.  bokeh serve's
+    default list is ``localhost:<port>`` alone.  An explicit
+    ``--allow-websocket-origin`` list replaces the default, as in bokeh serve.
+    A request without an Origin header is not from a browser and is accepted.
     """
 
     allowlist: list[str] = field(default_factory=list)
     #: Whether allowed origins' pages may fetch autoload.js with their cookies (``--autoload-credentials``).
     credentials: bool = False
+    #: Host names (``*`` wildcards, optional port) the default trusts besides localhost and IP addresses.
+    default_names: list[str] = field(default_factory=lambda: ["localhost"])
 
     def refusal(self, origin: str | None, host: str, scheme: str = "http") -> str | None:
         """None when allowed, else the reason for refusing."""
@@ -93,11 +119,20 @@ class OriginPolicy:
             return f"malformed Origin {origin!r}"
         allowed = self.allowlist or [host]
         if host_allowed(parts.netloc, allowed, parts.scheme or scheme):
-            return None
+            if self.allowlist or self._names_this_machine(host, parts.scheme or scheme):
+                return None
+            return (f"Origin {origin!r} names a host that is not known to be this server (DNS rebinding?); "
+                    f"name it with --allow-websocket-origin={parts.netloc} or --allow-host")
         return (
             f"Origin {origin!r} is not allowed; use --allow-websocket-origin={parts.netloc} to permit it "
             f"(allowed: {', '.join(allowed)})"
         )
+
+    def _names_this_machine(self, host: str, scheme: str) -> bool:
+        if is_ip_literal(host):
+            return True
+        name = urlsplit(f"//{host}").hostname or ""
+        return any(host_allowed(host if ":" in pattern else name, [pattern], scheme) for pattern in self.default_names)
 
 
 @dataclass

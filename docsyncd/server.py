@@ -17,7 +17,7 @@ from . import bokeh_tuning
 from .apps import LoadedApp, empty_app
 from .callbacks import accept_coroutine_callbacks
 from .protocol import SyncFactory
-from .security import OriginPolicy, TokenPolicy
+from .security import OriginPolicy, TokenPolicy, machine_names
 from .metrics import REGISTRY, HealthResource, MetricsResource, StatsLogService, watch_managers
 from .service import AppsService
 from .publishing import PublishPolicy
@@ -76,7 +76,8 @@ def build_site(apps: list[LoadedApp], options: Any, reactor: Any,
     session_settings = SessionSettings(secret_key, signed, options["session-token-expiration"],
                                        generate_ids=options["session-ids"] != "external-signed")
     session_settings.owns = options.get("owns-session-id")  # a --workers process mints ids it owns: worker.py
-    origins = OriginPolicy(list(options["allow-websocket-origin"]), credentials=bool(options.get("autoload-credentials")))
+    origins = OriginPolicy(list(options["allow-websocket-origin"]), credentials=bool(options.get("autoload-credentials")),
+                           default_names=machine_names() + list(options.get("allow-host") or []))
     tokens = TokenPolicy(secret_key, signed)
     static_files = StaticFiles()
     publish_policy = PublishPolicy.from_options(options)  # owners and their limits: publishing.py

@@ -40,7 +40,7 @@ from .contexts import RequestContext
 from .files import ContainedFile
 from .protocol import SyncFactory, SyncResource
 from .publishing import page_policy
-from .security import TokenPolicy
+from .security import OriginPolicy, TokenPolicy
 from .sessions import DocumentBuildError, SessionManager
 
 log = Logger(observer=logs.observer)
@@ -240,7 +240,8 @@ class AppResource(resource.Resource):
                  session_settings: SessionSettings, url: str, prefix: str):
         super().__init__()
         self.manager = manager
-        self.origins = factory.origins  # autoload.js's CORS follows the websocket's origin policy
+        # autoload.js's CORS follows the websocket's origin policy (a --dev error page has no websocket)
+        self.origins = factory.origins if factory is not None else OriginPolicy()
         self.static_files = static_files
         self.session_settings = session_settings
         self.url = url

@@ -35,7 +35,8 @@ from twisted.web import http, pages, resource, server, static
 
 from . import logs
 from .auth import AuthModule, AuthModuleError, clear_cookie, get_secure_cookie, set_secure_cookie
-from .limits import LimitsChannelMixin, Refusal, RequestLimits, SessionAdmission, live_sessions
+from .limits import (ConnectionCaps, LimitsChannelMixin, Refusal, RequestLimits, SessionAdmission,
+                     default_max_connections, live_sessions)
 from .proxy import Forwarding
 from .routing import websocket_token
 from .security import host_allowed
@@ -312,6 +313,9 @@ def guard_site(site: server.Site, root: resource.Resource, factories: Iterable[A
     site.requestFactory = GuardedRequest
     site.protocol = GuardedChannel
     site.request_limits = RequestLimits.from_options(options) if "max-request-line" in options else RequestLimits()
+    max_connections = options.get("max-connections")
+    site.connection_caps = ConnectionCaps(default_max_connections() if max_connections is None else max_connections,
+                                          options.get("max-connections-per-address") or 0)
     for factory in factories:
         factory.forwarding = forwarding
         factory.max_send_buffer = options.get("websocket-max-send-buffer") or 0

@@ -34,6 +34,10 @@ class GuardOptions:
                                   "with Retry-After (0: no limit).", int],
         ["max-session-rate", None, 0, "Most new sessions per client address per second; faster gets 503 with "
                                       "Retry-After (0: no limit).", float],
+        ["max-connections", None, None, "Most open connections (websockets included); more get 503 "
+                                        "(default: the open-file limit less 64; 0: no limit).", int],
+        ["max-connections-per-address", None, 0, "Most open connections from one client address; more get 503 "
+                                                 "(0: no limit; behind a proxy every client is the proxy).", int],
         ["max-request-line", None, 16384, "Longest HTTP request line in bytes (longer: 414).", int],
         ["max-header-size", None, 16384, "Most bytes of HTTP request headers (more: 431).", int],
         ["max-headers", None, 500, "Most HTTP request headers (more: 431).", int],
@@ -93,8 +97,9 @@ class GuardOptions:
         for kind in ("headers", "cookies"):
             if self[f"include-{kind}"] is not None and self[f"exclude-{kind}"] is not None:
                 raise usage.UsageError(f"give --include-{kind} or --exclude-{kind}, not both")
-        for name in ("max-sessions", "max-session-rate", "handshake-timeout", "max-published", "max-published-size"):
-            if self[name] < 0:
+        for name in ("max-sessions", "max-session-rate", "handshake-timeout", "max-published", "max-published-size",
+                     "max-connections", "max-connections-per-address"):
+            if self[name] is not None and self[name] < 0:
                 raise usage.UsageError(f"--{name} must be 0 (no limit) or a positive number")
         for name in ("max-request-line", "max-header-size", "max-headers", "max-body-size",
                      "websocket-max-send-buffer"):

@@ -81,12 +81,14 @@ class SyncFactory(WebSocketServerFactory):
         )
         if self.compression is not None:
             self.setProtocolOptions(perMessageCompressionAccept=self.compression.accept)
-        #: The credential of the request being upgraded right now (``SyncResource``).
+        #: The credential and connection slot of the request being upgraded right now (``SyncResource``).
         self.upgrading: Credential | None = None
+        self.upgrading_slot: Any = None
 
     def buildProtocol(self, addr: Any) -> "SyncProtocol":
         protocol = super().buildProtocol(addr)
         protocol.credential = self.upgrading
+        protocol.connection_slot = self.upgrading_slot
         return protocol
 
 
@@ -100,10 +102,13 @@ class SyncResource(WebSocketResource):
 
     def render(self, request: Any) -> Any:
         self._factory.upgrading = credential_of_request(request)
+        # The connection's place under --max-connections goes with it to the websocket (limits.ConnectionCaps).
+        self._factory.upgrading_slot = getattr(request.channel, "connection_slot", None)
+        request.channel.connection_slot = None
         try:
             return super().render(request)
         finally:
-            self._factory.upgrading = None
+            self._factory.upgrading = self._factory.upgrading_slot = None
 
 
 class QuietFrameWriter(WebSocketServerProtocol):
@@ -144,6 +149,7 @@ class SyncProtocol(BackpressureMixin, QuietFrameWriter):  # slow clients: limits
         self.credential: Credential | None = None
         self.owner: str | None = None
         self.owner_refusal = ""
+        self.connection_slot: Any = None  # limits.ConnectionSlot, handed over by SyncResource
 
     # -- handshake --------------------------------------------------------
 
@@ -316,6 +322,11 @@ class SyncProtocol(BackpressureMixin, QuietFrameWriter):  # slow clients: limits
     def go_away(self) -> None:
         """Close because the server is shutting down."""
         self.close(CLOSE_GOING_AWAY, "server shutting down")
+
+    def connectionLost(self, reason: Any) -> None:
+        if self.connection_slot is not None:
+            self.connection_slot.release()
+        super().connectionLost(reason)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if self.session is not None:

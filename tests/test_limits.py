@@ -371,3 +371,57 @@ class PacingTests(ServerTestCase):
         self.pump.flush()
         self.assertEqual(self.client.msgtypes(), ["ACK", "PULL-DOC-REPLY", "PULL-DOC-REPLY"])
         self.assertEqual(self.reading, ["paused", "resumed"])
+
+
+class ConnectionCapTests(ServerTestCase):
+    def setUp(self):
+        self.log = LogCapture(self)
+
+    def open_raw(self, server, ip="127.0.0.1"):
+        client = RawClient()
+        pump = connect_from(server, client, ip, port=next(self.ports))
+        pump.flush()
+        return client, pump
+
+    ports = iter(range(41000, 42000))
+
+    def test_total_cap_answers_503_and_frees_on_close(self):
+        """Past --max-connections a new connection gets 503 with Retry-After and one log line; a closed one frees
+        its place, websockets included."""
+        server = self.start_server(write_app(self.tmp_path, "sliders", SLIDER_APP), args=["--max-connections", "2"])
+        slow, slow_pump = self.open_raw(server)  # a slow client holding a connection, sending nothing
+        ws, ws_pump = websocket(server, "sliders", make_token())
+        self.assertTrue(ws.opened)
+        refused, _ = self.open_raw(server)
+        self.assertTrue(refused.data.startswith(b"HTTP/1.1 503 "), refused.data)
+        self.assertIn(b"Retry-After: 5", refused.data)
+        self.assertEqual(len(self.log.matching("(--max-connections); answered 503")), 1)
+        ws.sendClose(1000)
+        ws_pump.flush()
+        self.assertEqual(server.site.connection_caps.open, 1)
+        self.assertEqual(send(server, "/sliders").status, 200)
+        slow.transport.loseConnection()
+        slow_pump.flush()
+        self.assertEqual(server.site.connection_caps.open, 0)
+
+    def test_per_address_cap(self):
+        """Past --max-connections-per-address one address gets 503; other addresses are still served."""
+        server = self.start_server(write_app(self.tmp_path, "sliders", SLIDER_APP),
+                                   args=["--max-connections-per-address", "2"])
+        held = [self.open_raw(server, "10.0.0.1") for _ in range(2)]
+        refused, _ = self.open_raw(server, "10.0.0.1")
+        self.assertTrue(refused.data.startswith(b"HTTP/1.1 503 "))
+        self.assertIn("10.0.0.1 has 2 open connections", self.log.matching("answered 503")[0])
+        self.assertEqual(send(server, "/sliders", ip="10.0.0.2").status, 200)
+        self.assertEqual(len(held), 2)
+
+    def test_default_total_follows_the_open_file_limit(self):
+        """By default the total cap is the open-file limit less a reserve, so a descriptor is left to answer 503."""
+        import resource
+
+        from docsyncd.limits import default_max_connections
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        server = self.start_server(write_app(self.tmp_path, "sliders", SLIDER_APP))
+        self.assertEqual(server.site.connection_caps.max_total, default_max_connections())
+        self.assertEqual(default_max_connections(), max(16, soft - 64))

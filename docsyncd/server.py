@@ -124,6 +124,7 @@ def build_site(apps: list[LoadedApp], options: Any, reactor: Any,
         factories, reactor,
         check_interval=options["check-unused-sessions"] / 1000.0,
         unused_lifetime=options["unused-session-lifetime"] / 1000.0,
+        shutdown_grace=options.get("shutdown-grace", 5000) / 1000.0,
     )
     managers = [f.manager for f in factories]
     watch_managers(REGISTRY, managers)

@@ -55,6 +55,9 @@ class ServerSession:
         self.token = token
         self.document = document
         self.destroyed = False
+        #: Set by ``cancel_work``: locked work that has not started yet does not run.
+        self.cancelled = False
+        self._holder: defer.Deferred | None = None
         self._clock = clock
         self._lock = defer.DeferredLock()
         self._connections: set[Subscriber] = set()
@@ -115,16 +118,34 @@ class ServerSession:
         self._busy += 1
 
         def locked():
-            # The session may have been destroyed while this waited its turn.
-            if self.destroyed:
+            # The session may have been destroyed (or its work cancelled) while this waited its turn.
+            if self.destroyed or self.cancelled:
                 return None
-            return call_user(f, *args, **kwargs).addBoth(self._save_if_changed)
+            self._holder = holder = call_user(f, *args, **kwargs)
+
+            def released(result):
+                if self._holder is holder:
+                    self._holder = None
+                return result
+
+            return holder.addBoth(released).addBoth(self._save_if_changed)
 
         def done(result):
             self._busy -= 1
             return result
 
         return self._lock.run(locked).addBoth(done)
+
+    def cancel_work(self) -> None:
+        """Cancel what holds the document lock (a callback's Deferred or coroutine), and skip what waits for it.
+
+        For shutdown (``SessionManager.discard_all``): a callback that awaits
+        a slow backend must not keep the daemon from stopping.
+        """
+        self.cancelled = True
+        holder, self._holder = self._holder, None
+        if holder is not None:
+            holder.cancel()
 
     def _save_if_changed(self, result: Any) -> Any:
         """At the end of a locked operation: store a published document it changed.

@@ -231,16 +231,22 @@ class SessionManager:
         with one_collection():
             return self._discard_each([s for s in self._sessions.values() if expired(s, holding_lock=False)], expired)
 
-    def discard_all(self) -> defer.Deferred:
-        """Discard every session, connected or not (server shutdown)."""
+    def discard_all(self, grace: float | None = None) -> defer.Deferred:
+        """Discard every session, connected or not (server shutdown).
+
+        With ``grace`` (seconds, ``--shutdown-grace``), a session whose lock is
+        still held that long later (a callback awaiting a slow backend) has its
+        work cancelled and is destroyed without the lock, so shutdown goes on.
+        """
         with one_collection():
-            return self._discard_each(self.sessions, lambda s: True)
+            return self._discard_each(self.sessions, lambda s: True, grace)
 
-    def _discard_each(self, sessions: list[ServerSession], still_wanted) -> defer.Deferred:
+    def _discard_each(self, sessions: list[ServerSession], still_wanted, grace: float | None = None) -> defer.Deferred:
         # The list goes with this frame, so one_collection's collection finds the sessions unreferenced.
-        return defer.gatherResults([defer.Deferred.fromCoroutine(self._discard(s, still_wanted)) for s in sessions])
+        return defer.gatherResults([defer.Deferred.fromCoroutine(self._discard(s, still_wanted, grace))
+                                    for s in sessions])
 
-    async def _discard(self, session: ServerSession, still_wanted) -> None:
+    async def _discard(self, session: ServerSession, still_wanted, grace: float | None = None) -> None:
         def destroy_if_still_wanted() -> bool:
             # Someone may have connected while we waited for the lock.
             if not still_wanted(session):
@@ -248,7 +254,17 @@ class SessionManager:
             session.destroy()
             return True
 
-        if not await session.with_document_locked(destroy_if_still_wanted):
+        locked = session.with_document_locked(destroy_if_still_wanted)
+        if grace is not None:
+            locked.addTimeout(grace, self._clock)
+        try:
+            destroyed = await locked
+        except defer.TimeoutError:
+            log.warn("session {sid} of app {app}: its callbacks still held the document {grace:g} s after shutdown "
+                     "began (--shutdown-grace); cancelling them", sid=session.id, app=self.app.name, grace=grace)
+            session.cancel_work()
+            destroyed = session.destroyed or destroy_if_still_wanted()
+        if not destroyed:
             return
         self._sessions.pop(session.id, None)
         context = self._contexts.pop(session.id)

@@ -7,9 +7,13 @@ serialised once and sent to every connection of the session, except the echo
 of a browser's own patch back to that browser.
 
 A published session (pushed with ``publish`` in the PUSH-DOC's metadata, or
-restored from the store) saves its document in the store at the end of every
-locked operation that changed it, before the lock is released, so that the
-OK a client gets for a PUSH-DOC or PATCH-DOC comes after the write.  It has
+restored from the store) keeps its document in the store.  A PUSH-DOC is
+serialised and written in the reactor's thread pool while the session's lock
+is held, and the OK comes after the write, so an acknowledged push survives
+SIGKILL.  Later changes (patches, callbacks) are saved coalesced: the first
+change queues one save behind the work already waiting for the lock, and
+every change made until it runs goes into that one write, also serialised
+and written off the reactor thread; other sessions never wait for it.  It has
 an owner (publishing.py): only a connection with that owner may push to it;
 other connections are viewers, whose patches may only change model values.
 
@@ -71,6 +75,9 @@ class ServerSession:
         self.owner = owner
         self.policy = policy if policy is not None else PublishPolicy()
         self._dirty = False
+        self._save_queued = False
+        #: Runs a function in a thread and returns a Deferred of its result (tests run it in place).
+        self.run_in_thread: Callable[[Callable[[], Any]], defer.Deferred] = _thread_runner(reactor)
         self._busy = 0
         self._last_detached = clock.seconds()
         self._callbacks = SessionCallbacks(clock, self._run_session_callback, reactor)
@@ -148,34 +155,45 @@ class ServerSession:
             holder.cancel()
 
     def _save_if_changed(self, result: Any) -> Any:
-        """At the end of a locked operation: store a published document it changed.
-
-        A failed write fails the operation (a client's push or patch gets an
-        ERROR instead of OK), unless the operation had already failed.
-        """
-        if self._dirty and self.published and not self.destroyed:
-            try:
-                self.save()
-            except Exception:
-                failure = Failure()
-                self._log_save_failure(failure)
-                return result if isinstance(result, Failure) else failure
+        """At the end of a locked operation that changed a published document: queue one save, unless one is queued."""
+        if self._dirty and self.published and not self.destroyed and not self._save_queued:
+            self._save_queued = True
+            self.with_document_locked(self._save_changes)
         return result
 
+    def _save_changes(self) -> defer.Deferred | None:
+        """The queued save: every change made since the last one, in one write."""
+        self._save_queued = False
+        if not (self._dirty and self.published):
+            return None
+        return self.write().addErrback(self._log_save_failure)
+
+    def write(self) -> defer.Deferred:
+        """Serialise the document and store it under the session's id, off the reactor thread.
+
+        Call with the lock held (nothing touches the document meanwhile).
+        Fires once the document is durable; fails with ``PublishRefused`` when
+        it is larger than ``--max-published-size``.  A document unpublished
+        meanwhile is not written back (the store's ``only_if``).
+        """
+        self._dirty = False
+        app, name, owner, document = self.app_name, self.id, self.owner, self.document
+
+        def serialise_and_store() -> None:
+            doc_json = json.dumps(document.to_json(deferred=False), separators=(",", ":"))
+            self.policy.check_size(name, doc_json)
+            self.store.save(app, name, doc_json, owner=owner, only_if=lambda: self.published)
+
+        return self.run_in_thread(serialise_and_store)
+
     def _log_save_failure(self, failure: Failure) -> None:
+        """One line for a refused save, a traceback for a failed one; the changes wait for the next change's save."""
         if failure.check(PublishRefused):
             log.warn("published document {name} of app {app} not stored: {why}", name=self.id, app=self.app_name,
                      why=failure.getErrorMessage())
         else:
             log.failure("could not store published document {name} of app {app}", failure,
                         name=self.id, app=self.app_name)
-
-    def save(self) -> None:
-        """Write the document to the store under the session's id (``PublishRefused`` when too large)."""
-        doc_json = json.dumps(self.document.to_json(deferred=False), separators=(",", ":"))
-        self.policy.check_size(self.id, doc_json)
-        self.store.save(self.app_name, self.id, doc_json, owner=self.owner)
-        self._dirty = False
 
     def run_awaitable(self, awaitable: Any, name: str) -> defer.Deferred:
         """Run a coroutine a callback produced, under the lock, after the current holder."""
@@ -221,14 +239,16 @@ class ServerSession:
                 message.push_to_document(self.document)
             finally:
                 self._push_origin = None
-            if publish:
+            if publish or self.published:  # written before the OK: an acknowledged push survives SIGKILL
                 before = (self.published, self.owner)
                 self.published, self.owner = True, owner
-                try:
-                    self.save()
-                except Exception:
+
+                def undo(failure: Failure) -> Failure:
                     self.published, self.owner = before
-                    raise
+                    return failure
+
+                return self.write().addErrback(undo)
+            return None
 
         return self.with_document_locked(replace)
 
@@ -275,11 +295,24 @@ class ServerSession:
 
     def destroy(self) -> None:
         """Stop callbacks and release the document; call with the lock held."""
-        if self._dirty and self.published:
-            try:
-                self.save()
-            except Exception:
-                self._log_save_failure(Failure())
+        if self._dirty and self.published:  # normally the queued save ran first; this one is in place
+            self.run_in_thread, runner = _run_in_place, self.run_in_thread
+            self.write().addErrback(self._log_save_failure)
+            self.run_in_thread = runner
         self.destroyed = True
         self._callbacks.remove_all()
         self.document.destroy(self)
+
+
+def _run_in_place(f: Callable[[], Any]) -> defer.Deferred:
+    return defer.maybeDeferred(f)
+
+
+def _thread_runner(reactor: Any) -> Callable[[Callable[[], Any]], defer.Deferred]:
+    """``deferToThreadPool`` on ``reactor``'s pool; in place when it has none (a test's MemoryReactor)."""
+    get_pool = getattr(reactor, "getThreadPool", None)
+    if get_pool is None:
+        return _run_in_place
+    from twisted.internet.threads import deferToThreadPool
+
+    return lambda f: deferToThreadPool(reactor, get_pool(), f)

@@ -127,9 +127,9 @@ class PushPullTests(ClientTestCase):
         order = []
         store_save = self.manager.store.save
 
-        def save(app, name, doc_json, owner=None):
+        def save(app, name, doc_json, **options):
             order.append("saved")
-            store_save(app, name, doc_json, owner)
+            store_save(app, name, doc_json, **options)
 
         self.manager.store.save = save
         real_reply = SyncProtocol._reply

@@ -270,3 +270,85 @@ def test_store_without_owner_column_is_upgraded(tmp_path):
         assert store.find("", "new").owner == "key:alice" and store.find("", "new").size == 7
     finally:
         store.close()
+
+
+class PendingThreads:
+    """Stands in for the thread pool: keeps each function until the test runs it, like a busy pool."""
+
+    def __init__(self):
+        self.pending = []
+
+    def __call__(self, f):
+        from twisted.internet import defer
+
+        d = defer.Deferred()
+        self.pending.append((f, d))
+        return d
+
+    def run_all(self):
+        while self.pending:
+            f, d = self.pending.pop(0)
+            d.callback(f())
+
+
+class OffReactorSaveTests(SynchronousTestCase):
+    """Published documents are serialised and written off the reactor thread, saves coalesce, and a push's OK
+    still comes after its write."""
+
+    @pytest.fixture(autouse=True)
+    def _tmp_path(self, tmp_path):
+        self.tmp_path = tmp_path
+
+    def setUp(self):
+        self.server = InMemoryServer([], ["--store", str(self.tmp_path / "store.sqlite")]).start_for(self)
+        self.manager = self.server.managers[""]
+        client, pump = self.server.websocket("", ["bokeh", make_token("line")])
+        client.send_message(push_message(slider_doc(1)))
+        pump.flush()
+        self.assertEqual(client.msgtypes(), ["ACK", "OK"])
+        self.session = self.manager.get("line")
+        self.threads = self.session.run_in_thread = PendingThreads()
+        self.serialised = []
+        to_json = self.session.document.to_json
+        self.session.document.to_json = lambda **kw: (self.serialised.append(1), to_json(**kw))[1]
+
+    def stored_value(self):
+        doc = json.loads(self.manager.store.load("", "line"))
+        return [r["attributes"]["value"] for r in doc["roots"]][0]
+
+    def test_many_changes_one_write_off_the_reactor(self):
+        """Ten changes queued while the lock is held are saved by one write, serialised only in the thread pool."""
+        from twisted.internet import defer
+
+        gate = defer.Deferred()
+        self.session.with_document_locked(lambda: gate)
+        slider = self.session.document.get_model_by_name("slider")
+        for value in range(2, 12):
+            self.session.with_document_locked(setattr, slider, "value", value)
+        gate.callback(None)
+        self.assertEqual(len(self.threads.pending), 1)
+        self.assertEqual(self.serialised, [])  # nothing serialised on the reactor thread
+        self.assertEqual(self.stored_value(), 1)
+        self.threads.run_all()
+        self.assertEqual(self.serialised, [1])
+        self.assertEqual(self.stored_value(), 11)
+
+    def test_push_is_acknowledged_after_its_write(self):
+        """A PUSH-DOC's OK waits for the thread pool's write; other sessions are served meanwhile."""
+        client, pump = self.server.websocket("", ["bokeh", make_token("line")])
+        client.send_message(push_message(slider_doc(7)))
+        pump.flush()
+        self.assertEqual(client.msgtypes(), ["ACK"])
+        self.assertEqual(self.server.get("/?bokeh-session-id=other").status, 200)  # the reactor is not blocked
+        self.threads.run_all()
+        pump.flush()
+        self.assertEqual(client.msgtypes(), ["ACK", "OK"])
+        self.assertEqual(self.stored_value(), 7)
+
+    def test_delete_during_a_write_is_not_undone(self):
+        """A document deleted while its save waits in the pool is not written back."""
+        slider = self.session.document.get_model_by_name("slider")
+        self.session.with_document_locked(setattr, slider, "value", 3)
+        self.assertEqual(self.server.request("/published/line", method="DELETE").status, 200)
+        self.threads.run_all()
+        self.assertIsNone(self.manager.store.load("", "line"))

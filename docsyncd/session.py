@@ -11,9 +11,9 @@ restored from the store) keeps its document in the store.  A PUSH-DOC is
 serialised and written in the reactor's thread pool while the session's lock
 is held, and the OK comes after the write, so an acknowledged push survives
 SIGKILL.  Later changes (patches, callbacks) are saved coalesced: the first
-change queues one save behind the work already waiting for the lock, and
-every change made until it runs goes into that one write, also serialised
-and written off the reactor thread; other sessions never wait for it.  It has
+change schedules one save ``SAVE_DELAY`` later, and every change made until it
+runs goes into that one write, also serialised and written off the reactor
+thread; other sessions never wait for it.  It has
 an owner (publishing.py): only a connection with that owner may push to it;
 other connections are viewers, whose patches may only change model values.
 
@@ -37,6 +37,10 @@ from .publishing import PublishPolicy, PublishRefused, viewer_refusal
 from .store import IDocumentStore, MemoryStore, check_name
 
 log = Logger(observer=logs.observer)
+
+#: Seconds between a change to a published document and its save: a burst of patches
+#: (a slider dragged, a client's loop) becomes one write instead of one each.
+SAVE_DELAY = 0.5
 
 
 class Subscriber(TypingProtocol):
@@ -76,6 +80,7 @@ class ServerSession:
         self.policy = policy if policy is not None else PublishPolicy()
         self._dirty = False
         self._save_queued = False
+        self._save_timer: Any = None
         #: Runs a function in a thread and returns a Deferred of its result (tests run it in place).
         self.run_in_thread: Callable[[Callable[[], Any]], defer.Deferred] = _thread_runner(reactor)
         self._busy = 0
@@ -155,15 +160,16 @@ class ServerSession:
             holder.cancel()
 
     def _save_if_changed(self, result: Any) -> Any:
-        """At the end of a locked operation that changed a published document: queue one save, unless one is queued."""
+        """At the end of a locked operation that changed a published document: save it ``SAVE_DELAY``
+        seconds later (on the lock, after what waits for it then), unless a save is already coming."""
         if self._dirty and self.published and not self.destroyed and not self._save_queued:
             self._save_queued = True
-            self.with_document_locked(self._save_changes)
+            self._save_timer = self._clock.callLater(SAVE_DELAY, self.with_document_locked, self._save_changes)
         return result
 
     def _save_changes(self) -> defer.Deferred | None:
         """The queued save: every change made since the last one, in one write."""
-        self._save_queued = False
+        self._save_queued, self._save_timer = False, None
         if not (self._dirty and self.published):
             return None
         return self.write().addErrback(self._log_save_failure)
@@ -295,7 +301,9 @@ class ServerSession:
 
     def destroy(self) -> None:
         """Stop callbacks and release the document; call with the lock held."""
-        if self._dirty and self.published:  # normally the queued save ran first; this one is in place
+        if self._save_timer is not None and self._save_timer.active():
+            self._save_timer.cancel()
+        if self._dirty and self.published:  # changes whose save had not run yet: written in place
             self.run_in_thread, runner = _run_in_place, self.run_in_thread
             self.write().addErrback(self._log_save_failure)
             self.run_in_thread = runner

@@ -13,6 +13,7 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from docsyncd import tap, wire
+from docsyncd.session import SAVE_DELAY
 from docsyncd.publishing import Credential, PublishPolicy, PublishRefused, is_loopback, page_policy, read_keys
 from docsyncd.store import BadName, SQLiteStore
 
@@ -157,6 +158,7 @@ class OwnershipTests(SynchronousTestCase):
         viewer.send("PATCH-DOC", events)
         pump.flush()
         self.assertEqual(self.reply(viewer)[0], "OK")
+        self.server.clock.advance(SAVE_DELAY)
         self.assertEqual(self.value("line"), 7)
         events.clear()
         mirror.remove_root(mirror.get_model_by_name("slider"))
@@ -326,6 +328,8 @@ class OffReactorSaveTests(SynchronousTestCase):
         for value in range(2, 12):
             self.session.with_document_locked(setattr, slider, "value", value)
         gate.callback(None)
+        self.assertEqual(self.threads.pending, [])
+        self.server.clock.advance(SAVE_DELAY)
         self.assertEqual(len(self.threads.pending), 1)
         self.assertEqual(self.serialised, [])  # nothing serialised on the reactor thread
         self.assertEqual(self.stored_value(), 1)
@@ -349,6 +353,8 @@ class OffReactorSaveTests(SynchronousTestCase):
         """A document deleted while its save waits in the pool is not written back."""
         slider = self.session.document.get_model_by_name("slider")
         self.session.with_document_locked(setattr, slider, "value", 3)
+        self.server.clock.advance(SAVE_DELAY)
+        self.assertEqual(len(self.threads.pending), 1)
         self.assertEqual(self.server.request("/published/line", method="DELETE").status, 200)
         self.threads.run_all()
         self.assertIsNone(self.manager.store.load("", "line"))

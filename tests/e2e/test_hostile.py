@@ -3,14 +3,23 @@ owner's credential, and a published document's markup cannot run script in a vie
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import re
+import socket
+import struct
+import time
 import urllib.request
+import zlib
 from urllib.error import HTTPError
 
 import pytest
 
 from client_support import ClientProcess, client_env, docsync_only, run_client, start_docsync, stop_quietly
-from e2e_support import wait_until
+from bokeh.util.token import generate_jwt_token, generate_session_id
+from e2e_support import http_ok, wait_until
+from test_fuzz import APP as FUZZ_APP, Beside, text_message
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures(docsync_only.__name__)]
 
@@ -103,3 +112,112 @@ def test_only_the_owner_publishes_and_markup_cannot_run_script(tmp_path, new_pag
     finally:
         neighbour.kill()
         stop_quietly(server)
+
+
+# -- limits that could be walked around, against the real daemon, an honest session syncing beside --------
+
+
+def handshake(port: int, protocol_lines: list[str]) -> tuple[socket.socket, bytes]:
+    """A websocket upgrade with these Sec-WebSocket-Protocol lines; the socket and the answer's head."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    key = base64.b64encode(os.urandom(16)).decode()
+    lines = "".join(f"Sec-WebSocket-Protocol: {p}\r\n" for p in protocol_lines)
+    sock.sendall(f"GET /slider_div/ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{lines}\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    return sock, head
+
+
+def close_code(sock: socket.socket, head: bytes = b"") -> int | None:
+    """The code of the close frame the server sends (server frames are not masked), or None if it just drops.
+
+    ``head`` is what ``handshake`` read: frames may have arrived with the 101.
+    """
+    data = head.partition(b"\r\n\r\n")[2]
+    sock.settimeout(5)
+    try:
+        while True:
+            while len(data) >= 2:
+                length = data[1] & 0x7F
+                start = 2 + {126: 2, 127: 8}.get(length, 0)
+                if length >= 126:
+                    if len(data) < start:
+                        break
+                    length = int.from_bytes(data[2:start], "big")
+                if len(data) < start + length:
+                    break
+                if data[0] & 0x0F == 8:
+                    return struct.unpack("!H", data[start:start + 2])[0]
+                data = data[start + length:]
+            chunk = sock.recv(65536)
+            if not chunk:
+                return None
+            data += chunk
+    finally:
+        sock.close()
+
+
+@pytest.mark.timeout(90)
+def test_limits_hold_against_hostile_clients(serve):
+    """bokeh and the token as two Sec-WebSocket-Protocol lines are counted by --max-sessions like one line
+    (503 past it, as Autobahn reads the header); the honest session beside keeps its round trips."""
+    daemon = serve(FUZZ_APP, extra_args=["--max-sessions", "4"])
+    beside = Beside(daemon.port)
+    try:
+        beside.round_trip()
+        answers = []
+        for _ in range(5):
+            sock, head = handshake(daemon.port, ["bokeh", generate_jwt_token(generate_session_id())])
+            answers.append(head[:12].decode())
+            sock.close()
+        accepted = answers.count("HTTP/1.1 101")  # the start-up check's page and the honest session hold two
+        assert accepted >= 1 and answers == ["HTTP/1.1 101"] * accepted + ["HTTP/1.1 503"] * (5 - accepted), answers
+        assert len(re.findall(r"session \S+ created", daemon.log_text())) == 4
+        assert "(--max-sessions 4); answered 503" in daemon.log_text()
+        beside.round_trip()
+    finally:
+        beside.close()
+
+
+@pytest.mark.timeout(90)
+def test_oversized_messages_and_tokens(serve):
+    """A header announcing a million buffers closes 1009 at once; a 14 KB token inflating to 8 MiB closes 1008;
+    past --max-connections a connection gets 503 while the honest session keeps syncing."""
+    daemon = serve(FUZZ_APP, extra_args=["--max-connections", "8"])
+    beside = Beside(daemon.port)
+    try:
+        sock, head = handshake(daemon.port, [f"bokeh, {generate_jwt_token(generate_session_id())}"])
+        assert head.startswith(b"HTTP/1.1 101")
+        sock.sendall(text_message({"msgid": "1", "msgtype": "PATCH-DOC", "num_buffers": 1_000_000}, {}, {})[0])
+        assert close_code(sock, head) == 1009
+        beside.round_trip()
+
+        bomb = zlib.compress(b'{"headers": {"x": "' + b" " * (8 * 1024 * 1024) + b'"}}', 9)
+        payload = {"session_id": generate_session_id(), "session_expiry": time.time() + 300,
+                   "__bk__zlib_": base64.urlsafe_b64encode(bomb).rstrip(b"=").decode()}
+        token = base64.urlsafe_b64encode(json.dumps(payload).encode()).rstrip(b"=").decode()
+        assert len(token) < 20000
+        sock, head = handshake(daemon.port, [f"bokeh, {token}"])
+        assert head.startswith(b"HTTP/1.1 101")
+        assert close_code(sock, head) == 1008
+        assert "inflates to more than" in daemon.log_text()
+        beside.round_trip()
+
+        idle = [socket.create_connection(("127.0.0.1", daemon.port), timeout=5) for _ in range(10)]
+        try:
+            idle[-1].settimeout(5)
+            assert idle[-1].recv(100).startswith(b"HTTP/1.1 503"), "the connection past --max-connections"
+            assert "(--max-connections); answered 503" in daemon.log_text()
+            beside.round_trip()  # its connection was open before the crowd
+        finally:
+            for s in idle:
+                s.close()
+        wait_until(lambda: http_ok(f"http://127.0.0.1:{daemon.port}/slider_div"), message="served again")
+        beside.round_trip()
+    finally:
+        beside.close()

@@ -13,9 +13,9 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from docsyncd import tap, wire
-from docsyncd.session import SAVE_DELAY
 from docsyncd.publishing import Credential, PublishPolicy, PublishRefused, is_loopback, page_policy, read_keys
-from docsyncd.store import BadName, SQLiteStore
+from docsyncd.session import SAVE_DELAY
+from docsyncd.store import SQLiteStore
 
 from unit_support import InMemoryServer, make_token
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import socket
 import struct
@@ -18,7 +17,7 @@ import pytest
 
 from client_support import ClientProcess, client_env, docsync_only, run_client, start_docsync, stop_quietly
 from bokeh.util.token import generate_jwt_token, generate_session_id
-from e2e_support import http_ok, wait_until
+from e2e_support import http_ok, wait_until, websocket_upgrade
 from test_fuzz import APP as FUZZ_APP, Beside, text_message
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures(docsync_only.__name__)]
@@ -118,19 +117,7 @@ def test_only_the_owner_publishes_and_markup_cannot_run_script(tmp_path, new_pag
 
 
 def handshake(port: int, protocol_lines: list[str]) -> tuple[socket.socket, bytes]:
-    """A websocket upgrade with these Sec-WebSocket-Protocol lines; the socket and the answer's head."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-    key = base64.b64encode(os.urandom(16)).decode()
-    lines = "".join(f"Sec-WebSocket-Protocol: {p}\r\n" for p in protocol_lines)
-    sock.sendall(f"GET /slider_div/ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{lines}\r\n".encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        head += chunk
-    return sock, head
+    return websocket_upgrade(port, "/slider_div/ws", protocol_lines, host=f"127.0.0.1:{port}")
 
 
 def close_code(sock: socket.socket, head: bytes = b"") -> int | None:

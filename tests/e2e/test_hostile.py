@@ -208,3 +208,40 @@ def test_oversized_messages_and_tokens(serve):
         beside.round_trip()
     finally:
         beside.close()
+
+
+STUCK_MAIN = """
+from bokeh.io import curdoc
+from bokeh.models import Div
+from twisted.internet import defer
+
+curdoc().add_root(Div(text="stuck", name="div"))
+
+async def wait_for_a_backend_that_never_answers():
+    await defer.Deferred()
+
+curdoc().add_next_tick_callback(wait_for_a_backend_that_never_answers)
+"""
+
+STUCK_LIFECYCLE = """
+def on_server_unloaded(server_context):
+    print("on_server_unloaded ran", flush=True)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_sigterm_with_a_stuck_callback_exits_after_the_grace_period(serve, tmp_path):
+    """SIGTERM while a coroutine callback holds a session's lock awaiting forever: after --shutdown-grace the
+    callback is cancelled, the session destroyed, on_server_unloaded runs and the daemon exits 0."""
+    app = tmp_path / "stuck"
+    app.mkdir()
+    (app / "main.py").write_text(STUCK_MAIN)
+    (app / "server_lifecycle.py").write_text(STUCK_LIFECYCLE)
+    daemon = serve(app, extra_args=["--shutdown-grace", "1000"])
+    assert http_ok(f"http://127.0.0.1:{daemon.port}/stuck")  # another session, stuck too
+    started = time.monotonic()
+    assert daemon.stop(timeout=20) == 0
+    assert time.monotonic() - started < 10
+    log = daemon.log_text()
+    assert "(--shutdown-grace); cancelling them" in log
+    assert "on_server_unloaded ran" in log

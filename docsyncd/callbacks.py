@@ -93,7 +93,12 @@ def call_user(f: Callable[..., Any], *args: Any, **kwargs: Any) -> defer.Deferre
 
 
 def log_callback_failure(failure, what: str, session_id: str = "-") -> None:
-    """Log a failed user callback with the app's traceback; the session carries on."""
+    """Log a failed user callback with the app's traceback; the session carries on.
+
+    A callback cancelled at shutdown (``--shutdown-grace``) was already reported in one line.
+    """
+    if failure.check(defer.CancelledError):
+        return None
     REGISTRY.count("docsync_callback_errors_total")
     log.failure("error in {what} (session {sid})", failure, what=what, sid=session_id)
 

@@ -48,7 +48,11 @@ A push under a ``session_id`` you chose publishes the document under that name
 push, and anyone can open it at ``<url>?bokeh-session-id=<name>`` after that,
 also after the daemon restarts.  A name is 1 to 64 letters, digits, ``_`` or
 ``-``.  ``delete_published(name, url)`` (HTTP ``DELETE <url>/published/<name>``)
-removes one.  ``bokeh serve`` ignores the publish request.
+removes one.  ``bokeh serve`` ignores the publish request.  Publishing,
+replacing and deleting need a credential (docsyncd/publishing.py): from the
+server's own machine none; else ``publish_key=`` (default
+``DOCSYNC_PUBLISH_KEY``), sent as ``Authorization: Bearer <key>``, or the
+``headers=`` (e.g. a login cookie) of a user the server's auth module knows.
 
 Connections
 -----------
@@ -263,8 +267,9 @@ class _Protocol(WebSocketClientProtocol):
 class _Factory(WebSocketClientFactory):
     protocol = _Protocol
 
-    def __init__(self, session: "Session", url: str, reactor: Any, max_message_size: int):
-        super().__init__(url, protocols=["bokeh"], reactor=reactor)
+    def __init__(self, session: "Session", url: str, reactor: Any, max_message_size: int,
+                 headers: dict[str, str] | None = None):
+        super().__init__(url, protocols=["bokeh"], reactor=reactor, headers=headers)
         self.session = session
         self.setProtocolOptions(maxMessagePayloadSize=max_message_size, maxFramePayloadSize=max_message_size,
                                 tcpNoDelay=True, failByDrop=False)
@@ -297,12 +302,17 @@ class Session:
       (default: ``DOCSYNC_SECRET_KEY`` / ``BOKEH_SECRET_KEY``, ``BOKEH_SIGN_SESSIONS``).
     - ``endpoint``: the ``IStreamClientEndpoint`` to connect with, instead of
       the one the URL names (tests connect in memory this way).
+    - ``publish_key``: the key that publishes, replaces and deletes (default:
+      ``DOCSYNC_PUBLISH_KEY``); not needed on the server's own machine.
+    - ``headers``: more request headers for the websocket and for deleting
+      (e.g. ``{"Cookie": ...}`` for a server with an auth module).
     """
 
     def __init__(self, session_id: str | None = None, url: str = "default", *, arguments: dict[str, str] | None = None,
                  ca_certs: Any = None, reconnect: bool | Callable[[int], float] = False,
                  secret_key: bytes | str | None = None, signed: bool | None = None,
-                 max_message_size: int = MAX_MESSAGE_SIZE, reactor: Any = None, endpoint: Any = None):
+                 max_message_size: int = MAX_MESSAGE_SIZE, reactor: Any = None, endpoint: Any = None,
+                 publish_key: str | None = None, headers: dict[str, str] | None = None):
         if reactor is None:
             from twisted.internet import reactor
         from bokeh.settings import settings
@@ -320,6 +330,7 @@ class Session:
         self._ca_certs = ca_certs
         self._endpoint = endpoint
         self._max_message_size = max_message_size
+        self._headers = credential_headers(publish_key, headers)
         if reconnect is True:
             reconnect = backoffPolicy(initialDelay=0.5, maxDelay=30.0, factor=1.5)
         self._retry_policy: Callable[[int], float] | None = reconnect or None
@@ -393,7 +404,7 @@ class Session:
             endpoint = self._make_endpoint()
         except Exception:
             return defer.fail()
-        factory = _Factory(self, self.websocket_url, self._reactor, self._max_message_size)
+        factory = _Factory(self, self.websocket_url, self._reactor, self._max_message_size, self._headers)
         if self._retry_policy is None:
             d = endpoint.connect(factory).addCallback(lambda protocol: protocol.ready)
             return d.addCallback(self._opened)
@@ -653,7 +664,7 @@ class Session:
     @_deferred
     async def unpublish(self) -> bool:
         """Delete the document published under this session's id (see ``delete_published``)."""
-        return await delete(self.id, self.url, ca_certs=self._ca_certs, reactor=self._reactor)
+        return await delete(self.id, self.url, ca_certs=self._ca_certs, reactor=self._reactor, headers=self._headers)
 
 
 def open_browser(url: str, browser: str | None = None, new: str = "tab") -> None:
@@ -669,6 +680,23 @@ def open_browser(url: str, browser: str | None = None, new: str = "tab") -> None
 # -- HTTP: deleting a published document ------------------------------------------------
 
 
+def credential_headers(publish_key: str | None = None, headers: dict[str, str] | None = None) -> dict[str, str]:
+    """The request headers that carry a client's credential (docsyncd/publishing.py).
+
+    ``publish_key`` becomes ``Authorization: Bearer <key>``; without one,
+    ``DOCSYNC_PUBLISH_KEY`` does, unless ``headers`` already has an Authorization.
+    """
+    from .publishing import env_publish_key
+
+    headers = dict(headers or {})
+    has_authorization = any(name.lower() == "authorization" for name in headers)
+    key = publish_key or (None if has_authorization else env_publish_key())
+    if key:
+        headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+        headers["Authorization"] = f"Bearer {key}"
+    return headers
+
+
 def published_url(url: str, name: str) -> str:
     """``<app url>/published/<name>``, where a published document is read and deleted."""
     base = server_url(url).split("?", 1)[0].rstrip("/")
@@ -676,10 +704,16 @@ def published_url(url: str, name: str) -> str:
 
 
 @_deferred
-async def delete(name: str, url: str = "default", *, ca_certs: Any = None, reactor: Any = None) -> bool:
+async def delete(name: str, url: str = "default", *, ca_certs: Any = None, reactor: Any = None,
+                 publish_key: str | None = None, headers: dict[str, str] | None = None) -> bool:
     """Deferred: delete the document published as ``name`` in the app at ``url``;
-    True if it was there, False if nothing was published under that name."""
+    True if it was there, False if nothing was published under that name.
+
+    ``publish_key`` and ``headers`` carry the owner's credential, as for ``Session``;
+    a server that refuses it raises ``ServerError`` with its reason.
+    """
     from twisted.web.client import Agent, readBody
+    from twisted.web.http_headers import Headers
     from twisted.web.iweb import IAgentEndpointFactory
 
     check_name(name)
@@ -692,7 +726,10 @@ async def delete(name: str, url: str = "default", *, ca_certs: Any = None, react
             return client_endpoint(reactor, uri.toBytes().decode("ascii"), ca_certs)
 
     target = published_url(url, name)
-    response = await Agent.usingEndpointFactory(reactor, Endpoints()).request(b"DELETE", target.encode("ascii"))
+    headers = credential_headers(publish_key, headers)
+    request_headers = Headers({k.encode("latin-1"): [v.encode("latin-1")] for k, v in headers.items()})
+    response = await Agent.usingEndpointFactory(reactor, Endpoints()).request(b"DELETE", target.encode("ascii"),
+                                                                                request_headers)
     body = await readBody(response)
     if response.code == 200:
         return True

@@ -36,9 +36,10 @@ from twisted.web import http, pages, resource, server, static
 from . import logs
 from .auth import AuthModule, AuthModuleError, clear_cookie, get_secure_cookie, set_secure_cookie
 from .cookies import StandardCookiesMixin
-from .limits import LimitsChannelMixin, Refusal, RequestLimits, SessionAdmission, live_sessions
+from .limits import (ConnectionCaps, LimitsChannelMixin, Refusal, RequestLimits, SessionAdmission,
+                     default_max_connections, live_sessions)
 from .proxy import Forwarding
-from .routing import BadArgument, argument, target_arguments
+from .routing import BadArgument, argument, target_arguments, websocket_token
 from .security import host_allowed
 from .server import NoDelayHTTPChannel
 from .web import AppResource, AutoloadJs, ErrorPage
@@ -158,12 +159,13 @@ def new_session_target(request: server.Request, resrc: Any) -> tuple[Any, str | 
         resrc = resrc.page
     if isinstance(resrc, WebSocketResource):
         manager = getattr(resrc._factory, "manager", None)
-        offered = (request.getHeader(b"sec-websocket-protocol") or b"").decode("latin-1")
-        parts = [p.strip() for p in offered.split(",")]
-        if manager is None or len(parts) != 2 or parts[0] != "bokeh":
+        # Every line of the header, joined as Autobahn joins them for the handshake that acts on it.
+        offered = b", ".join(request.requestHeaders.getRawHeaders(b"sec-websocket-protocol") or []).decode("latin-1")
+        token = websocket_token(offered)
+        if manager is None or token is None:
             return None  # refused by the handshake itself
         try:
-            session_id = get_session_id(parts[1])
+            session_id = get_session_id(token)
         except Exception:
             return None  # refused by the token check
         return manager, session_id if isinstance(session_id, str) else None
@@ -318,6 +320,9 @@ def guard_site(site: server.Site, root: resource.Resource, factories: Iterable[A
     site.requestFactory = GuardedRequest
     site.protocol = GuardedChannel
     site.request_limits = RequestLimits.from_options(options) if "max-request-line" in options else RequestLimits()
+    max_connections = options.get("max-connections")
+    site.connection_caps = ConnectionCaps(default_max_connections() if max_connections is None else max_connections,
+                                          options.get("max-connections-per-address") or 0)
     for factory in factories:
         factory.forwarding = forwarding
         factory.max_send_buffer = options.get("websocket-max-send-buffer") or 0

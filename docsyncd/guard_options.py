@@ -34,6 +34,10 @@ class GuardOptions:
                                   "with Retry-After (0: no limit).", int],
         ["max-session-rate", None, 0, "Most new sessions per client address per second; faster gets 503 with "
                                       "Retry-After (0: no limit).", float],
+        ["max-connections", None, None, "Most open connections (websockets included); more get 503 "
+                                        "(default: the open-file limit less 64; 0: no limit).", int],
+        ["max-connections-per-address", None, 0, "Most open connections from one client address; more get 503 "
+                                                 "(0: no limit; behind a proxy every client is the proxy).", int],
         ["max-request-line", None, 16384, "Longest HTTP request line in bytes (longer: 414).", int],
         ["max-header-size", None, 16384, "Most bytes of HTTP request headers (more: 431).", int],
         ["max-headers", None, 500, "Most HTTP request headers (more: 431).", int],
@@ -42,6 +46,10 @@ class GuardOptions:
                                            "from connecting or from the request's first byte (websocket opening "
                                            "handshakes included); slower gets 408 and is disconnected (0: no "
                                            "limit).", int],
+        ["publish-keys", None, None, "A file of publish keys, one 'NAME KEY' a line: a client presenting KEY "
+                                     "(Authorization: Bearer KEY) publishes as key:NAME (docsyncd/publishing.py)."],
+        ["max-published", None, 100, "Most published documents one owner may keep, over all apps (0: no limit).", int],
+        ["max-published-size", None, 20 * MIB, "Largest published document, in bytes of JSON (0: no limit).", int],
         ["websocket-max-send-buffer", None, 64 * MIB, "Bytes that may wait for a websocket client that has read "
                                                       "nothing for the send timeout; beyond, the next message is "
                                                       "not sent and the connection closes 1008 'client too slow' "
@@ -50,6 +58,10 @@ class GuardOptions:
                                                 "buffer limit waits for it.", int],
     ]
     optFlags = [
+        ["autoload-credentials", None, "Let pages from allowed websocket origins fetch autoload.js with their "
+                                       "cookies (Access-Control-Allow-Credentials); off by default."],
+        ["no-local-publishing", None, "Clients on this machine need a publish key or a login to publish too "
+                                      "(by default they publish as the owner 'local')."],
         ["use-xheaders", None, "Take the client's address, scheme and host from X-Real-IP / X-Forwarded-For, "
                                "X-Forwarded-Proto and X-Forwarded-Host (only behind a proxy that sets them)."],
     ]
@@ -90,8 +102,9 @@ class GuardOptions:
         for kind in ("headers", "cookies"):
             if self[f"include-{kind}"] is not None and self[f"exclude-{kind}"] is not None:
                 raise usage.UsageError(f"give --include-{kind} or --exclude-{kind}, not both")
-        for name in ("max-sessions", "max-session-rate", "handshake-timeout", "websocket-max-send-buffer"):
-            if self[name] < 0:
+        for name in ("max-sessions", "max-session-rate", "handshake-timeout", "websocket-max-send-buffer",
+                     "max-published", "max-published-size", "max-connections", "max-connections-per-address"):
+            if self[name] is not None and self[name] < 0:
                 raise usage.UsageError(f"--{name} must be 0 (no limit) or a positive number")
         for name in ("max-request-line", "max-header-size", "max-headers", "max-body-size", "websocket-send-timeout"):
             if self[name] <= 0:
@@ -99,6 +112,14 @@ class GuardOptions:
         for host in self["allow-host"]:
             if not host.strip() or "/" in host:
                 raise usage.UsageError(f"--allow-host {host!r}: give a host name, optionally with :port")
+        self["publish-key-owners"] = {}
+        if self["publish-keys"]:
+            from .publishing import PublishKeysError, read_keys
+
+            try:
+                self["publish-key-owners"] = read_keys(os.path.expanduser(self["publish-keys"]))
+            except PublishKeysError as e:
+                raise usage.UsageError(str(e))
         if self["auth-module"]:
             path = os.path.abspath(os.path.expanduser(self["auth-module"]))  # before twistd changes directory
             if not os.path.isfile(path):

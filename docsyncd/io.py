@@ -14,6 +14,9 @@ document is published, also across daemon restarts, and anyone can open it at
 ``push()`` publishes the current state again without opening a browser.
 A name is 1 to 64 letters, digits, ``_`` or ``-``; anything else raises
 ``ValueError`` at once.  Each call blocks (``docsyncd.client.ClientSession``).
+The document belongs to whoever published it (docsyncd/publishing.py): from
+the server's machine no credential is needed; from elsewhere pass
+``publish_key=`` to ``output_server`` (or set ``DOCSYNC_PUBLISH_KEY``).
 
 Tests: tests/test_client.py (names); tests/e2e/test_client_publish.py
 """
@@ -32,7 +35,8 @@ _target: dict[str, Any] = {}
 def output_server(name: str, url: str = "default", **client_options: Any) -> None:
     """Publish to docsyncd under ``name`` from now on (``url``: the app; default ``http://localhost:5006/``).
 
-    ``client_options`` go to ``docsyncd.client.ClientSession`` (``ca_certs``, ``secret_key``...).
+    ``client_options`` go to ``docsyncd.client.ClientSession`` (``publish_key``, ``headers``, ``ca_certs``,
+    ``secret_key``...).
     """
     from .client import server_url
 

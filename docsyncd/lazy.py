@@ -29,6 +29,7 @@ from typing import Any
 from bokeh.embed.elements import html_page_for_render_items
 from bokeh.embed.util import RenderItem
 from bokeh.util.serialization import make_globally_unique_css_safe_id
+from bokeh.util.token import get_session_id
 from twisted.internet import defer
 from twisted.web import server
 
@@ -92,6 +93,7 @@ class LazyAppResource(AppResource):
     def render_GET(self, request: server.Request) -> int:
         def render(session: TokenOnly) -> str:
             item = RenderItem(token=session.token, elementid=make_globally_unique_css_safe_id(), use_for_title=True)
-            return html_page_for_render_items(self.page_bundle(), {}, [item], None)
+            html = html_page_for_render_items(self.page_bundle(), {}, [item], None)
+            return self.protect_if_published(html, request, get_session_id(session.token))
 
         return _respond_later(request, self.session_for(request).addCallback(render), b"text/html; charset=utf-8")

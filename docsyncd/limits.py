@@ -9,7 +9,8 @@
 | live sessions, all apps | ``--max-sessions`` | 503 with Retry-After, before any document is built |
 | new sessions per client address per second | ``--max-session-rate`` | 503 with Retry-After, before any document is built |
 | bytes queued for a websocket client that stopped reading | ``--websocket-max-send-buffer`` | close 1008 "client too slow" |
-| websocket message size | ``--websocket-max-message-size`` | close 1009 (Autobahn; ``protocol.SyncFactory``) |
+| websocket message size | ``--websocket-max-message-size`` | close 1009 (Autobahn; ``protocol.SyncFactory``; a Bokeh message's frames together: ``wire.MessageAssembler``) |
+| open connections, in total and per client address | ``--max-connections``, ``--max-connections-per-address`` | 503 with Retry-After, connection closed (``ConnectionCaps``) |
 
 ``LimitsChannelMixin`` goes on the HTTP channel (``guard.GuardedChannel``),
 ``SessionAdmission`` is asked by ``guard.GuardedRequest`` before a resource
@@ -26,6 +27,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
+from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web import http
@@ -93,6 +95,9 @@ class LimitsChannelMixin:
         site = getattr(self, "site", None)
         return getattr(site, "request_limits", None) or self.request_limits
 
+    #: This connection's place in ``ConnectionCaps`` (None when refused or not counted).
+    connection_slot: "ConnectionSlot | None" = None
+
     def connectionMade(self) -> None:
         limits = self._limits()
         # Twisted's own checks stay as a backstop, above ours.
@@ -100,6 +105,14 @@ class LimitsChannelMixin:
         self.totalHeadersSize = limits.max_request_line + limits.max_header_size + 4
         self.maxHeaders = limits.max_headers + 1
         super().connectionMade()
+        caps = getattr(getattr(self, "site", None), "connection_caps", None)
+        if caps is not None:
+            peer = self.transport.getPeer()
+            self.connection_slot, refusal = caps.take(getattr(peer, "host", None) or "unix")
+            if refusal is not None:
+                reason, option = refusal
+                self._refuse(http.SERVICE_UNAVAILABLE, reason, option, headers=b"Retry-After: 5\r\n")
+                return
         self._start_header_timer()
 
     # -- the handshake timer ---------------------------------------------------
@@ -194,11 +207,13 @@ class LimitsChannelMixin:
 
     def connectionLost(self, reason: Any) -> None:
         self._stop_header_timer()
+        if self.connection_slot is not None:  # not handed over to a websocket (protocol.SyncResource)
+            self.connection_slot.release()
         super().connectionLost(reason)
 
     # -- the answer ----------------------------------------------------------------
 
-    def _refuse(self, code: int, reason: str, option: str) -> None:
+    def _refuse(self, code: int, reason: str, option: str, headers: bytes = b"") -> None:
         """Answer ``code`` with ``reason``, log one line, and close the connection."""
         if self._refused:
             return
@@ -210,7 +225,7 @@ class LimitsChannelMixin:
         body = f"{code} {_phrase(code)}: {reason}\n".encode("utf-8")
         self.transport.write(
             b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
-            b"Connection: close\r\n\r\n%s" % (code, _phrase(code).encode("latin-1"), len(body), body)
+            b"%sConnection: close\r\n\r\n%s" % (code, _phrase(code).encode("latin-1"), len(body), headers, body)
         )
         self.loseConnection()
         if self.abortTimeout is not None:  # a client that reads nothing does not keep the socket
@@ -223,6 +238,71 @@ _PHRASES = {408: "Request Timeout", 413: "Content Too Large", 414: "URI Too Long
 
 def _phrase(code: int) -> str:
     return _PHRASES.get(code) or http.RESPONSES.get(code, b"Error").decode("latin-1")
+
+
+# -- connections -------------------------------------------------------------------
+
+
+def default_max_connections(reserve: int = 64) -> int:
+    """``--max-connections`` when not given: the open-file limit less ``reserve`` for files,
+    the store and logs, so the server always has a descriptor left to answer 503 (0: no limit known)."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return 0
+    return max(16, soft - reserve)
+
+
+class ConnectionSlot:
+    """One open connection counted by ``ConnectionCaps``; ``release`` once, when it closes."""
+
+    def __init__(self, caps: "ConnectionCaps", address: str):
+        self._caps = caps
+        self.address = address
+        self._released = False
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._caps._release(self.address)
+
+
+class ConnectionCaps:
+    """Open connections in total (``--max-connections``) and per client address
+    (``--max-connections-per-address``), counted from accept to close, websockets included.
+
+    Past either, the connection is answered 503 with Retry-After and closed
+    (``LimitsChannelMixin``), before any request is read: a crowd of slow
+    connections cannot take every file descriptor and lock out new visitors.
+    The address is the TCP peer's: behind a proxy every connection comes from
+    the proxy, so leave the per-address cap off there (its default).
+    """
+
+    def __init__(self, max_total: int = 0, max_per_address: int = 0):
+        self.max_total = max_total
+        self.max_per_address = max_per_address
+        self.open = 0
+        self._by_address: dict[str, int] = {}
+
+    def take(self, address: str) -> tuple[ConnectionSlot | None, tuple[str, str] | None]:
+        """(slot, None) when a connection from ``address`` may stay open, else (None, (reason, option))."""
+        if self.max_total and self.open >= self.max_total:
+            return None, (f"{self.open} open connections, the most this server holds", "--max-connections")
+        held = self._by_address.get(address, 0)
+        if self.max_per_address and held >= self.max_per_address:
+            return None, (f"{address} has {held} open connections", "--max-connections-per-address")
+        self.open += 1
+        self._by_address[address] = held + 1
+        return ConnectionSlot(self, address), None
+
+    def _release(self, address: str) -> None:
+        self.open -= 1
+        held = self._by_address.get(address, 1) - 1
+        if held:
+            self._by_address[address] = held
+        else:
+            self._by_address.pop(address, None)
 
 
 # -- sessions --------------------------------------------------------------------
@@ -357,6 +437,7 @@ class BackpressureMixin:
     CHUNK = 256 * 1024
 
     too_slow = False
+    _drain_waiters: list | None = None
 
     def connectionMade(self) -> None:
         self._outgoing: collections.deque[bytes] = collections.deque()
@@ -396,6 +477,27 @@ class BackpressureMixin:
         self._forget_queue()
         super().connectionLost(reason)
 
+    @property
+    def drained(self) -> bool:
+        """Whether nothing waits in the connection's own queue: the client made room for all it was sent, but
+        what sits in the transport's buffer (bounded by Twisted: it pauses the protocol when that is full)."""
+        return not self._outgoing
+
+    def when_drained(self) -> defer.Deferred:
+        """Fires once ``drained`` (at once if it is), or when the connection goes: nobody waits for it then."""
+        if self.drained or self.state == self.STATE_CLOSED:
+            return defer.succeed(None)
+        waiter: defer.Deferred = defer.Deferred()
+        if self._drain_waiters is None:
+            self._drain_waiters = []
+        self._drain_waiters.append(waiter)
+        return waiter
+
+    def _fire_drain_waiters(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters or [], None
+        for waiter in waiters:
+            waiter.callback(None)
+
     # -- output ---------------------------------------------------------------
 
     def admit_message(self) -> bool:
@@ -429,11 +531,14 @@ class BackpressureMixin:
                 self._outgoing_offset = start + len(piece)
             self.queued_bytes -= len(piece)
             super().sendData(piece)  # may pause the protocol at once
+        if self.drained:
+            self._fire_drain_waiters()
 
     def _forget_queue(self) -> None:
         self._outgoing.clear()
         self._outgoing_offset = 0
         self.queued_bytes = 0
+        self._fire_drain_waiters()  # the connection is going: nobody waits for it to drain
 
     def _client_too_slow(self, limit: int) -> None:
         self.too_slow = True

@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import sys
 
+from twisted.python.failure import Failure
+
 from twisted.logger import (
     FilteringLogObserver,
     ILogObserver,
@@ -36,7 +38,26 @@ _TWISTED_LEVEL = {
 }
 
 _levels = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
-observer = FilteringLogObserver(globalLogPublisher, [_levels])
+_filtered = FilteringLogObserver(globalLogPublisher, [_levels])
+
+#: Control characters (and Unicode line breaks) as escapes: a value cannot start a log line of its own.
+_ESCAPES = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7f, 0x85]} | {0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+def escape(value: str) -> str:
+    """``value`` with control characters written as ``\\xNN`` (so ``"a\\nb"`` stays on one line)."""
+    return value.translate(_ESCAPES)
+
+
+def observer(event: dict) -> None:
+    """Every docsyncd log event: control characters in its fields escaped, then filtered by level.
+
+    Session ids, paths, headers and reasons that clients choose end up in
+    log fields; escaped, a value with a newline cannot forge a log line.
+    Twisted's own ``log_*`` fields (the format, a failure's traceback) are kept.
+    """
+    fields = {k: escape(v) if isinstance(v, str) and not k.startswith("log_") else v for k, v in event.items()}
+    _filtered(fields)
 
 
 def json_observer() -> ILogObserver:
@@ -68,8 +89,10 @@ class _ToTwisted(logging.Handler):
                "ERROR": LogLevel.error, "CRITICAL": LogLevel.critical}
 
     def emit(self, record: logging.LogRecord) -> None:
-        text = record.getMessage()
-        if record.exc_info:
-            text += "\n" + logging.Formatter().formatException(record.exc_info)
         level = self._LEVELS.get(record.levelname, LogLevel.info)
-        Logger(namespace=record.name, observer=observer).emit(level, "{text}", text=text)
+        logger = Logger(namespace=record.name, observer=observer)
+        if record.exc_info and record.exc_info[1] is not None:  # the traceback as a failure: kept on its lines
+            failure = Failure(record.exc_info[1], record.exc_info[0], record.exc_info[2])
+            logger.failure("{text}", failure, level, text=record.getMessage())
+        else:
+            logger.emit(level, "{text}", text=record.getMessage())

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.util import encode_truncate
 from autobahn.websocket.types import ConnectionDeny
@@ -28,6 +29,7 @@ from .limits import BackpressureMixin
 from .metrics import REGISTRY
 from .proxy import NO_FORWARDING
 from .routing import target_arguments
+from .publishing import Credential, PublishRefused, credential_of_request
 from .security import OriginPolicy, TokenPolicy
 from .sessions import SessionManager
 
@@ -35,8 +37,13 @@ log = Logger(observer=logs.observer)
 
 CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_POLICY_VIOLATION = 1008
+CLOSE_MESSAGE_TOO_BIG = 1009
 CLOSE_INTERNAL_ERROR = 1011
 CLOSE_GOING_AWAY = 1001
+
+#: What a message that cannot be applied raises (bad references, wrong values, a refused publish):
+#: the client's mistake, answered with ERROR and one warning line.
+REFUSED_MESSAGE_ERRORS = (PublishRefused,) + wire.WIRE_ERRORS + (AttributeError, RuntimeError)
 
 
 def peer_ip(peer: str) -> str:
@@ -59,6 +66,7 @@ class SyncFactory(WebSocketServerFactory):
         super().__init__()
         self.protocol = SyncProtocol
         self.manager = manager
+        self.max_message_size = max_message_size
         self.clock = clock
         self.origins = origins
         self.tokens = tokens
@@ -76,6 +84,34 @@ class SyncFactory(WebSocketServerFactory):
         )
         if self.compression is not None:
             self.setProtocolOptions(perMessageCompressionAccept=self.compression.accept)
+        #: The credential and connection slot of the request being upgraded right now (``SyncResource``).
+        self.upgrading: Credential | None = None
+        self.upgrading_slot: Any = None
+
+    def buildProtocol(self, addr: Any) -> "SyncProtocol":
+        protocol = super().buildProtocol(addr)
+        protocol.credential = self.upgrading
+        protocol.connection_slot = self.upgrading_slot
+        return protocol
+
+
+class SyncResource(WebSocketResource):
+    """``/<app>/ws``: Autobahn's resource, telling the protocol who the upgraded request came from.
+
+    Autobahn sees only the request's text; the logged-in user (``--auth-module``,
+    guard.py) and the TCP peer that decide who may publish (publishing.py)
+    are on the twisted.web request, handed over through ``SyncFactory.upgrading``.
+    """
+
+    def render(self, request: Any) -> Any:
+        self._factory.upgrading = credential_of_request(request)
+        # The connection's place under --max-connections goes with it to the websocket (limits.ConnectionCaps).
+        self._factory.upgrading_slot = getattr(request.channel, "connection_slot", None)
+        request.channel.connection_slot = None
+        try:
+            return super().render(request)
+        finally:
+            self._factory.upgrading = self._factory.upgrading_slot = None
 
 
 class QuietFrameWriter(WebSocketServerProtocol):
@@ -106,11 +142,17 @@ class SyncProtocol(BackpressureMixin, QuietFrameWriter):  # slow clients: limits
     def __init__(self) -> None:
         super().__init__()
         self._inbox = defer.DeferredLock()
-        self._assembler = wire.MessageAssembler()
+        self._assembler: wire.MessageAssembler | None = None  # onOpen: it needs the factory's limit
+        self._reading_paused = False
         self._token: str | None = None
         self._refusal: str | None = None
         self._request: RequestContext | None = None
         self.session = None
+        #: Who the request came from (publishing.py), and the owner it names, or why it names none.
+        self.credential: Credential | None = None
+        self.owner: str | None = None
+        self.owner_refusal = ""
+        self.connection_slot: Any = None  # limits.ConnectionSlot, handed over by SyncResource
 
     # -- handshake --------------------------------------------------------
 
@@ -127,6 +169,11 @@ class SyncProtocol(BackpressureMixin, QuietFrameWriter):  # slow clients: limits
         self._refusal = self.factory.tokens.refusal(
             self._token, self.factory.clock.seconds(), is_live=lambda session_id: self.factory.manager.get(session_id) is not None
         )
+        credential = self.credential or Credential(dict(request.headers), peer_ip(request.peer))
+        try:
+            self.owner = self.factory.manager.policy.owner(credential)
+        except PublishRefused as e:
+            self.owner_refusal = str(e)
         self._request_facts = dict(path=request.path, uri=request.path, host=host, remote_ip=remote_ip,
                                    protocol=scheme)
         # bokeh.client sends its request arguments on the websocket URL, not in the token; read as pages read them.
@@ -134,6 +181,7 @@ class SyncProtocol(BackpressureMixin, QuietFrameWriter):  # slow clients: limits
         return "bokeh" if "bokeh" in protocols else None
 
     def onOpen(self) -> None:
+        self._assembler = wire.MessageAssembler(self.factory.max_message_size)
         if self.factory.compression is not None:
             self.factory.compression.adopt(self)
         if self._refusal:
@@ -159,15 +207,48 @@ class SyncProtocol(BackpressureMixin, QuietFrameWriter):  # slow clients: limits
     # -- messages ---------------------------------------------------------
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        self._inbox.run(self._receive, payload, isBinary).addErrback(self._fail, "failed to handle a message")
+        self._inbox.run(self._paced, payload, isBinary).addErrback(self._fail, "failed to handle a message")
+        if self._inbox.waiting:
+            self._pause_reading()
+
+    async def _paced(self, payload: bytes, is_binary: bool) -> None:
+        """Handle one frame; then, before the next, wait until the client has read what it was sent.
+
+        While frames wait their turn the connection is not read (``_pause_reading``),
+        so what one client makes the server hold is the frames of one socket read
+        and the replies in one send buffer (``--websocket-max-send-buffer``), not
+        every PATCH-DOC or PULL-DOC-REQ it manages to send, as bokeh serve stops
+        reading too.
+        """
+        try:
+            await defer.maybeDeferred(self._receive, payload, is_binary)
+        finally:
+            if not self.drained:  # it sent replies the client has not made room for
+                await self.when_drained()
+            if not self._inbox.waiting:
+                self._resume_reading()
+
+    def _pause_reading(self) -> None:
+        if not self._reading_paused and self.transport is not None:
+            self._reading_paused = True
+            self.transport.pauseProducing()
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused and self.transport is not None:
+            self._reading_paused = False
+            self.transport.resumeProducing()
 
     def _receive(self, payload: bytes, is_binary: bool) -> defer.Deferred | None:
-        if self.session is None:
+        if self.session is None or self.state != self.STATE_OPEN:
             return None  # refused or closing: nothing to apply the message to
         try:
             message = self._assembler.feed(payload, is_binary)
+        except wire.MessageTooBig as e:
+            log.warn("closing websocket from {peer}: {error}", peer=self.peer, error=str(e))
+            self.close(CLOSE_MESSAGE_TOO_BIG, str(e))
+            return None
         except wire.WIRE_ERRORS as e:
-            error = f"{type(e).__name__}: {e}"
+            error = f"{type(e).__name__}: {str(e)[:200]}"
             log.warn("protocol error from {peer}: {error}", peer=self.peer, error=error)
             self.close(CLOSE_PROTOCOL_ERROR, f"protocol error: {error}")
             return None
@@ -198,9 +279,16 @@ class SyncProtocol(BackpressureMixin, QuietFrameWriter):  # slow clients: limits
         self.send_frames(wire.encode(wire.PROTOCOL.create(msgtype, reqid, *args)))
 
     def _error_reply(self, failure: Any, message: Any) -> None:
-        log.failure("could not apply {msgtype} from {peer} (session {sid})", failure, msgtype=message.msgtype,
-                    peer=self.peer, sid=self.session.id if self.session is not None else "-")
-        self._reply("ERROR", message.header["msgid"], f"{failure.type.__name__}: {failure.getErrorMessage()}")
+        """An ERROR reply, and one warning line; a traceback only for what is not the message's fault."""
+        error = f"{failure.type.__name__}: {failure.getErrorMessage()}"
+        sid = self.session.id if self.session is not None else "-"
+        if failure.check(*REFUSED_MESSAGE_ERRORS):
+            log.warn("could not apply {msgtype} from {peer} (session {sid}): {error}", msgtype=message.msgtype,
+                     peer=self.peer, sid=sid, error=error)
+        else:
+            log.failure("could not apply {msgtype} from {peer} (session {sid})", failure, msgtype=message.msgtype,
+                        peer=self.peer, sid=sid)
+        self._reply("ERROR", message.header["msgid"], error)
 
     def _fail(self, failure: Any, what: str) -> None:
         log.failure("{what} ({peer}); closing", failure, what=what, peer=self.peer)
@@ -233,11 +321,17 @@ class SyncProtocol(BackpressureMixin, QuietFrameWriter):  # slow clients: limits
         (1000, 3000-4999); a server needs 1001, 1002, 1008 and 1011 too.
         """
         if self.state == self.STATE_OPEN:
+            self._resume_reading()  # to read the client's answering close frame
             self.sendCloseFrame(code=code, reasonUtf8=encode_truncate(reason, 123))
 
     def go_away(self) -> None:
         """Close because the server is shutting down."""
         self.close(CLOSE_GOING_AWAY, "server shutting down")
+
+    def connectionLost(self, reason: Any) -> None:
+        if self.connection_slot is not None:
+            self.connection_slot.release()
+        super().connectionLost(reason)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if self.session is not None:

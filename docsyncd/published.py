@@ -11,8 +11,10 @@ serves at ``/`` without ``--app`` (as ``bokeh serve`` does without files):
 ``/published``, ``/published/<name>``.  A published document is viewed at
 ``<app>?bokeh-session-id=<name>``.
 
-A cross-origin page cannot send DELETE: browsers ask first (CORS preflight)
-and these resources grant nothing.
+DELETE needs the credential of the document's owner (publishing.py); a
+request with an Origin header (any web page, DNS rebinding included) gets
+403.  Listings give what a viewer needs to open a document (app, name, URL,
+when it changed), never its owner.
 
 Tests: tests/test_store.py (in memory), tests/e2e/test_client_publish.py
 """
@@ -26,6 +28,7 @@ from twisted.logger import Logger
 from twisted.web import http, resource, server
 
 from . import logs
+from .publishing import PublishRefused, credential_of_request
 from .sessions import SessionManager
 from .store import BadName, Published, check_name
 
@@ -49,6 +52,7 @@ def _json(request: server.Request, code: int, body: Any) -> bytes:
     request.setResponseCode(code)
     request.setHeader(b"content-type", b"application/json")
     request.setHeader(b"cache-control", b"no-store")
+    request.setHeader(b"x-content-type-options", b"nosniff")
     return (json.dumps(body) + "\n").encode("utf-8")
 
 
@@ -103,12 +107,23 @@ class PublishedDocument(resource.Resource):
             return self._not_found(request)
         request.setHeader(b"content-type", b"application/json")
         request.setHeader(b"cache-control", b"no-store")
+        request.setHeader(b"x-content-type-options", b"nosniff")
         return doc_json.encode("utf-8")
 
     def render_DELETE(self, request: server.Request) -> bytes:
         refusal = self._refusal(request)
         if refusal is not None:
             return refusal
+        published = self.manager.store.find(self.manager.app.name, self.name)
+        if published is None:
+            return self._not_found(request)
+        try:
+            owner = self.manager.policy.owner(credential_of_request(request))
+            self.manager.policy.check_owner(published.owner, owner, self.name)
+        except PublishRefused as e:
+            log.warn("refused DELETE of published document {name} from {client}: {why}", name=self.name,
+                     client=getattr(request.getClientAddress(), "host", "?"), why=str(e))
+            return _json(request, http.FORBIDDEN, {"error": str(e)})
         if not self.manager.unpublish(self.name):
             return self._not_found(request)
         return _json(request, http.OK, {"deleted": self.name, "app": self.manager.app.name})

@@ -17,9 +17,10 @@ from . import bokeh_tuning
 from .apps import LoadedApp, empty_app
 from .callbacks import accept_coroutine_callbacks
 from .protocol import SyncFactory
-from .security import OriginPolicy, TokenPolicy
+from .security import OriginPolicy, TokenPolicy, machine_names
 from .metrics import REGISTRY, HealthResource, MetricsResource, StatsLogService, watch_managers
 from .service import AppsService
+from .publishing import PublishPolicy
 from .published import AllPublished, EmptyAppRoot, PublishedList, entries
 from .sessions import SessionManager
 from .store import IDocumentStore, open_store
@@ -75,9 +76,11 @@ def build_site(apps: list[LoadedApp], options: Any, reactor: Any,
     session_settings = SessionSettings(secret_key, signed, options["session-token-expiration"],
                                        generate_ids=options["session-ids"] != "external-signed")
     session_settings.owns = options.get("owns-session-id")  # a --workers process mints ids it owns: worker.py
-    origins = OriginPolicy(list(options["allow-websocket-origin"]))
+    origins = OriginPolicy(list(options["allow-websocket-origin"]), credentials=bool(options.get("autoload-credentials")),
+                           default_names=machine_names() + list(options.get("allow-host") or []))
     tokens = TokenPolicy(secret_key, signed)
     static_files = StaticFiles()
+    publish_policy = PublishPolicy.from_options(options)  # owners and their limits: publishing.py
 
     index = None
     if not options["disable-index"]:
@@ -87,7 +90,7 @@ def build_site(apps: list[LoadedApp], options: Any, reactor: Any,
     factories = []
     dev_watchers = []
     for app in apps:
-        manager = SessionManager(app, reactor, reactor, store=store)
+        manager = SessionManager(app, reactor, reactor, store=store, policy=publish_policy)
         factory = SyncFactory(
             manager, reactor, origins, tokens,
             keep_alive=options["keep-alive"] / 1000.0,
@@ -121,6 +124,7 @@ def build_site(apps: list[LoadedApp], options: Any, reactor: Any,
         factories, reactor,
         check_interval=options["check-unused-sessions"] / 1000.0,
         unused_lifetime=options["unused-session-lifetime"] / 1000.0,
+        shutdown_grace=options.get("shutdown-grace", 5000) / 1000.0,
     )
     managers = [f.manager for f in factories]
     watch_managers(REGISTRY, managers)

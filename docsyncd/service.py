@@ -4,6 +4,8 @@
 listeners come after it, so on SIGTERM the listeners stop first, then every
 connection is told the server is going away, every session is discarded
 (running its destroyed hooks) and each app's ``on_server_unloaded`` runs.
+A session whose callbacks still hold its lock after ``--shutdown-grace`` has
+them cancelled and is destroyed anyway, so shutdown cannot hang on them.
 
 Tests: tests/test_service.py
 """
@@ -35,8 +37,10 @@ class AppsService(MultiService):
     name = "apps"
 
     def __init__(self, factories: list[SyncFactory], clock: IReactorTime, check_interval: float,
-                 unused_lifetime: float):
+                 unused_lifetime: float, shutdown_grace: float | None = None):
         super().__init__()
+        #: Seconds a session's callbacks may keep its lock once shutdown began (--shutdown-grace).
+        self.shutdown_grace = shutdown_grace
         self.factories = factories
         self.clock = clock
         self.check_interval = check_interval
@@ -66,7 +70,7 @@ class AppsService(MultiService):
                 for connection in session.connections:
                     connection.go_away()
             try:
-                await manager.discard_all()
+                await manager.discard_all(self.shutdown_grace)
             except Exception:
                 log.failure("error while discarding the sessions of {label}", app=manager.app.name,
                             label=manager.app.label)

@@ -7,9 +7,15 @@ serialised once and sent to every connection of the session, except the echo
 of a browser's own patch back to that browser.
 
 A published session (pushed with ``publish`` in the PUSH-DOC's metadata, or
-restored from the store) saves its document in the store at the end of every
-locked operation that changed it, before the lock is released, so that the
-OK a client gets for a PUSH-DOC or PATCH-DOC comes after the write.
+restored from the store) keeps its document in the store.  A PUSH-DOC is
+serialised and written in the reactor's thread pool while the session's lock
+is held, and the OK comes after the write, so an acknowledged push survives
+SIGKILL.  Later changes (patches, callbacks) are saved coalesced: the first
+change schedules one save ``SAVE_DELAY`` later, and every change made until it
+runs goes into that one write, also serialised and written off the reactor
+thread; other sessions never wait for it.  It has
+an owner (publishing.py): only a connection with that owner may push to it;
+other connections are viewers, whose patches may only change model values.
 
 Tests: tests/test_session.py
 """
@@ -28,15 +34,24 @@ from twisted.python.failure import Failure
 from . import logs, wire
 from .apps import app_label
 from .callbacks import SessionCallbacks, call_user, log_callback_failure
+from .publishing import PublishPolicy, PublishRefused, viewer_refusal
 from .store import IDocumentStore, MemoryStore, check_name
 
 log = Logger(observer=logs.observer)
+
+#: Seconds between a change to a published document and its save: a burst of patches
+#: (a slider dragged, a client's loop) becomes one write instead of one each.
+SAVE_DELAY = 0.5
 
 
 class Subscriber(TypingProtocol):
     """What a session needs of a connection: a way to send it frames."""
 
     def send_frames(self, frames: list[wire.Frame]) -> None: ...
+
+    #: Who sent what the connection sends (publishing.PublishPolicy.owner), or None with the reason.
+    owner: str | None
+    owner_refusal: str
 
 
 class ServerSession:
@@ -55,11 +70,15 @@ class ServerSession:
     """
 
     def __init__(self, session_id: str, document: Any, token: str, clock: IReactorTime, reactor: Any = None,
-                 store: IDocumentStore | None = None, app_name: str = "", published: bool = False):
+                 store: IDocumentStore | None = None, app_name: str = "", published: bool = False,
+                 owner: str | None = None, policy: PublishPolicy | None = None):
         self.id = session_id
         self.token = token
         self.document = document
         self.destroyed = False
+        #: Set by ``cancel_work``: locked work that has not started yet does not run.
+        self.cancelled = False
+        self._holder: defer.Deferred | None = None
         self._clock = clock
         self._lock = defer.DeferredLock()
         self._connections: set[Subscriber] = set()
@@ -69,9 +88,17 @@ class ServerSession:
         self.app_name = app_name
         #: Whether the document is published: then its changes are saved in the store.
         self.published = published
+        #: Who published the document (publishing.py); None until it is published.
+        self.owner = owner
+        self.policy = policy if policy is not None else PublishPolicy()
         self._dirty = False
         self._expiration_blocks = 0
         self._expiration_requested = False
+        self._save_queued = False
+        self._save_timer: Any = None
+        #: Runs a function in a thread and returns a Deferred of its result (tests run it in place).
+        self.run_in_thread: Callable[[Callable[[], Any]], defer.Deferred] = _thread_runner(reactor)
+        self._busy = 0
         self._last_detached = clock.seconds()
         self._callbacks = SessionCallbacks(clock, self._run_session_callback, reactor, session_id=session_id)
         document.callbacks.on_change_dispatch_to(self)
@@ -151,10 +178,17 @@ class ServerSession:
         self.block_expiration()
 
         def locked():
-            # The session may have been destroyed while this waited its turn.
-            if self.destroyed:
+            # The session may have been destroyed (or its work cancelled) while this waited its turn.
+            if self.destroyed or self.cancelled:
                 return None
-            return call_user(f, *args, **kwargs).addBoth(self._save_if_changed)
+            self._holder = holder = call_user(f, *args, **kwargs)
+
+            def released(result):
+                if self._holder is holder:
+                    self._holder = None
+                return result
+
+            return holder.addBoth(released).addBoth(self._save_if_changed)
 
         def done(result):
             self.unblock_expiration()
@@ -162,27 +196,58 @@ class ServerSession:
 
         return self._lock.run(locked).addBoth(done)
 
-    def _save_if_changed(self, result: Any) -> Any:
-        """At the end of a locked operation: store a published document it changed.
+    def cancel_work(self) -> None:
+        """Cancel what holds the document lock (a callback's Deferred or coroutine), and skip what waits for it.
 
-        A failed write fails the operation (a client's push or patch gets an
-        ERROR instead of OK), unless the operation had already failed.
+        For shutdown (``SessionManager.discard_all``): a callback that awaits
+        a slow backend must not keep the daemon from stopping.
         """
-        if self._dirty and self.published and not self.destroyed:
-            try:
-                self.save()
-            except Exception:
-                failure = Failure()
-                log.failure("could not store published document {name} of {label}", failure,
-                            name=self.id, app=self.app_name, label=app_label(self.app_name))
-                return result if isinstance(result, Failure) else failure
+        self.cancelled = True
+        holder, self._holder = self._holder, None
+        if holder is not None:
+            holder.cancel()
+
+    def _save_if_changed(self, result: Any) -> Any:
+        """At the end of a locked operation that changed a published document: save it ``SAVE_DELAY``
+        seconds later (on the lock, after what waits for it then), unless a save is already coming."""
+        if self._dirty and self.published and not self.destroyed and not self._save_queued:
+            self._save_queued = True
+            self._save_timer = self._clock.callLater(SAVE_DELAY, self.with_document_locked, self._save_changes)
         return result
 
-    def save(self) -> None:
-        """Write the document to the store under the session's id."""
-        doc_json = json.dumps(self.document.to_json(deferred=False), separators=(",", ":"))
-        self.store.save(self.app_name, self.id, doc_json)
+    def _save_changes(self) -> defer.Deferred | None:
+        """The queued save: every change made since the last one, in one write."""
+        self._save_queued, self._save_timer = False, None
+        if not (self._dirty and self.published):
+            return None
+        return self.write().addErrback(self._log_save_failure)
+
+    def write(self) -> defer.Deferred:
+        """Serialise the document and store it under the session's id, off the reactor thread.
+
+        Call with the lock held (nothing touches the document meanwhile).
+        Fires once the document is durable; fails with ``PublishRefused`` when
+        it is larger than ``--max-published-size``.  A document unpublished
+        meanwhile is not written back (the store's ``only_if``).
+        """
         self._dirty = False
+        app, name, owner, document = self.app_name, self.id, self.owner, self.document
+
+        def serialise_and_store() -> None:
+            doc_json = json.dumps(document.to_json(deferred=False), separators=(",", ":"))
+            self.policy.check_size(name, doc_json)
+            self.store.save(app, name, doc_json, owner=owner, only_if=lambda: self.published)
+
+        return self.run_in_thread(serialise_and_store)
+
+    def _log_save_failure(self, failure: Failure) -> None:
+        """One line for a refused save, a traceback for a failed one; the changes wait for the next change's save."""
+        if failure.check(PublishRefused):
+            log.warn("published document {name} of {label} not stored: {why}", name=self.id, app=self.app_name,
+                     label=app_label(self.app_name), why=failure.getErrorMessage())
+        else:
+            log.failure("could not store published document {name} of {label}", failure,
+                        name=self.id, app=self.app_name, label=app_label(self.app_name))
 
     def run_awaitable(self, awaitable: Any, name: str) -> defer.Deferred:
         """Run a coroutine a callback produced, under the lock, after the current holder."""
@@ -207,32 +272,52 @@ class ServerSession:
 
         The pushing connection is not sent the changes its own push makes.
         With ``publish`` in the message's metadata the document is published
-        under the session id, which must then be a name (``store.NAME_RULE``):
-        it is in the store when the returned Deferred fires.
+        under the session id, which must then be a name (``store.NAME_RULE``),
+        owned by ``origin.owner``: it is in the store when the returned
+        Deferred fires.  A published document is replaced only by its owner.
+        Refusals fail the Deferred with ``PublishRefused`` or ``BadName``.
         """
         publish = bool(message.metadata.get("publish")) if isinstance(message.metadata, dict) else False
-        if publish:
-            try:
-                check_name(self.id)
-            except ValueError:
-                return defer.fail()
+        owner = getattr(origin, "owner", None)
 
         def replace():
+            if self.published:
+                self.policy.check_owner(self.owner, owner, self.id)
+            if publish:
+                if owner is None:
+                    raise PublishRefused(getattr(origin, "owner_refusal", "") or "publishing needs a credential")
+                check_name(self.id)
+                self.policy.check_publish(self.store, self.app_name, self.id, owner)
             self._push_origin = origin
             try:
                 message.push_to_document(self.document)
             finally:
                 self._push_origin = None
-            if publish:
-                self.published = True
-                self._dirty = True
+            if publish or self.published:  # written before the OK: an acknowledged push survives SIGKILL
+                before = (self.published, self.owner)
+                self.published, self.owner = True, owner
+
+                def undo(failure: Failure) -> Failure:
+                    self.published, self.owner = before
+                    return failure
+
+                return self.write().addErrback(undo)
+            return None
 
         return self.with_document_locked(replace)
 
     def patch(self, origin: Subscriber, message: Any) -> defer.Deferred:
-        """Apply a client's PATCH-DOC; its own changes are not echoed back to it."""
+        """Apply a client's PATCH-DOC; its own changes are not echoed back to it.
+
+        On a published document, a connection that is not its owner is a
+        viewer: its patch may only change model values (``publishing.viewer_refusal``).
+        """
 
         def apply():
+            if self.published and getattr(origin, "owner", None) != self.owner:
+                refusal = viewer_refusal(message.content)
+                if refusal:
+                    raise PublishRefused(refusal)
             self._patch_origin = origin
             try:
                 wire.complete_column_data(message, self.document)  # bokeh.client sends partial column data
@@ -264,12 +349,26 @@ class ServerSession:
 
     def destroy(self) -> None:
         """Stop callbacks and release the document; call with the lock held."""
-        if self._dirty and self.published:
-            try:
-                self.save()
-            except Exception:
-                log.failure("could not store published document {name} of {label}", name=self.id, app=self.app_name,
-                            label=app_label(self.app_name))
+        if self._save_timer is not None and self._save_timer.active():
+            self._save_timer.cancel()
+        if self._dirty and self.published:  # changes whose save had not run yet: written in place
+            self.run_in_thread, runner = _run_in_place, self.run_in_thread
+            self.write().addErrback(self._log_save_failure)
+            self.run_in_thread = runner
         self.destroyed = True
         self._callbacks.remove_all()
         self.document.destroy(self)
+
+
+def _run_in_place(f: Callable[[], Any]) -> defer.Deferred:
+    return defer.maybeDeferred(f)
+
+
+def _thread_runner(reactor: Any) -> Callable[[Callable[[], Any]], defer.Deferred]:
+    """``deferToThreadPool`` on ``reactor``'s pool; in place when it has none (a test's MemoryReactor)."""
+    get_pool = getattr(reactor, "getThreadPool", None)
+    if get_pool is None:
+        return _run_in_place
+    from twisted.internet.threads import deferToThreadPool
+
+    return lambda f: deferToThreadPool(reactor, get_pool(), f)

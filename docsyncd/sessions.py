@@ -32,6 +32,7 @@ from .callbacks import call_user
 from .contexts import AppServerContext, AppSessionContext, RequestContext
 from .metrics import REGISTRY
 from .session import ServerSession
+from .publishing import PublishPolicy
 from .store import IDocumentStore, MemoryStore, Published, is_name
 
 log = Logger(observer=logs.observer)
@@ -80,11 +81,13 @@ class SessionManager:
     """Creates, finds and discards the sessions of one app."""
 
     def __init__(self, app: LoadedApp, clock: IReactorTime, reactor: Any = None,
-                 store: IDocumentStore | None = None):
+                 store: IDocumentStore | None = None, policy: PublishPolicy | None = None):
         self.app = app
         self.store = store if store is not None else MemoryStore()
+        self.policy = policy if policy is not None else PublishPolicy()
         self.application = app.application
         self.server_context = AppServerContext(self)
+        self.clock = clock
         self._clock = clock
         self._reactor = reactor
         self._sessions: dict[str, ServerSession] = {}
@@ -168,6 +171,7 @@ class SessionManager:
         context = AppSessionContext(session_id, self.server_context, doc, request, token)
         doc._session_context = weakref.ref(context)
         stored = self.store.load(self.app.name, session_id) if is_name(session_id) else None
+        entry = self.store.find(self.app.name, session_id) if stored is not None else None
         try:
             await self._run_session_hooks("on_session_created", context)
             if stored is not None:
@@ -182,7 +186,8 @@ class SessionManager:
             await self._run_session_hooks("on_session_destroyed", context)
             raise DocumentBuildError("; ".join(errors))
         session = ServerSession(session_id, doc, token, self._clock, self._reactor,
-                                store=self.store, app_name=self.app.name, published=stored is not None)
+                                store=self.store, app_name=self.app.name, published=stored is not None,
+                                owner=entry.owner if entry is not None else None, policy=self.policy)
         context.attach(session)
         self._sessions[session_id] = session
         self._contexts[session_id] = context
@@ -199,6 +204,13 @@ class SessionManager:
     def published(self) -> list[Published]:
         """The documents published under this app, by name."""
         return self.store.list(self.app.name)
+
+    def is_published(self, session_id: str) -> bool:
+        """Whether ``session_id`` names a published document (live, or only in the store)."""
+        session = self._sessions.get(session_id)
+        if session is not None:
+            return session.published
+        return is_name(session_id) and self.store.find(self.app.name, session_id) is not None
 
     def unpublish(self, name: str) -> bool:
         """Delete a published document; a live session on it carries on, unpublished."""
@@ -231,16 +243,22 @@ class SessionManager:
         with one_collection():
             return self._discard_each([s for s in self._sessions.values() if expired(s, holding_lock=False)], expired)
 
-    def discard_all(self) -> defer.Deferred:
-        """Discard every session, connected or not (server shutdown)."""
+    def discard_all(self, grace: float | None = None) -> defer.Deferred:
+        """Discard every session, connected or not (server shutdown).
+
+        With ``grace`` (seconds, ``--shutdown-grace``), a session whose lock is
+        still held that long later (a callback awaiting a slow backend) has its
+        work cancelled and is destroyed without the lock, so shutdown goes on.
+        """
         with one_collection():
-            return self._discard_each(self.sessions, lambda s: True)
+            return self._discard_each(self.sessions, lambda s: True, grace)
 
-    def _discard_each(self, sessions: list[ServerSession], still_wanted) -> defer.Deferred:
+    def _discard_each(self, sessions: list[ServerSession], still_wanted, grace: float | None = None) -> defer.Deferred:
         # The list goes with this frame, so one_collection's collection finds the sessions unreferenced.
-        return defer.gatherResults([defer.Deferred.fromCoroutine(self._discard(s, still_wanted)) for s in sessions])
+        return defer.gatherResults([defer.Deferred.fromCoroutine(self._discard(s, still_wanted, grace))
+                                    for s in sessions])
 
-    async def _discard(self, session: ServerSession, still_wanted) -> None:
+    async def _discard(self, session: ServerSession, still_wanted, grace: float | None = None) -> None:
         def destroy_if_still_wanted() -> bool:
             # Someone may have connected while we waited for the lock.
             if not still_wanted(session):
@@ -249,7 +267,17 @@ class SessionManager:
                 session.destroy()
             return True
 
-        if not await session.with_document_locked(destroy_if_still_wanted):
+        locked = session.with_document_locked(destroy_if_still_wanted)
+        if grace is not None:
+            locked.addTimeout(grace, self._clock)
+        try:
+            destroyed = await locked
+        except defer.TimeoutError:
+            log.warn("session {sid} of app {app}: its callbacks still held the document {grace:g} s after shutdown "
+                     "began (--shutdown-grace); cancelling them", sid=session.id, app=self.app.name, grace=grace)
+            session.cancel_work()
+            destroyed = session.destroyed or destroy_if_still_wanted()
+        if not destroyed:
             return
         self._sessions.pop(session.id, None)
         context = self._contexts.pop(session.id)

@@ -15,10 +15,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from autobahn.twisted.resource import WebSocketResource
 from bokeh.core.templates import AUTOLOAD_JS
 from bokeh.embed.bundle import Script, bundle_for_objs_and_resources
 from bokeh.core.has_props import HasProps
@@ -39,12 +39,18 @@ from . import logs
 from .routing import BadArgument, argument, target_arguments
 from .contexts import RequestContext
 from .files import ContainedFile
-from .protocol import SyncFactory
+from .protocol import SyncFactory, SyncResource
+from .publishing import page_policy
+from .security import OriginPolicy, TokenPolicy
 from .sessions import DocumentBuildError, SessionManager
 
 log = Logger(observer=logs.observer)
 
 TEMPLATES = os.path.join(os.path.dirname(__file__), "templates")
+
+#: Element ids autoload.js accepts: what ``bokeh.embed.server_document`` makes
+#: (``make_globally_unique_css_safe_id``: a letter, then letters, digits and '-').
+ELEMENT_ID = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,127}")
 ONE_YEAR = 365 * 24 * 3600
 
 
@@ -136,14 +142,20 @@ def session_token_for(request: server.Request, manager: SessionManager, settings
             expiration=settings_.token_expiration,
             extra_payload=_token_payload(request, manager.application.process_request, settings_),
         )
-    try:
-        valid = bool(get_session_id(token)) and check_token_signature(
-            token, secret_key=settings_.secret_key, signed=settings_.signed
-        )
-    except Exception:
-        valid = False
-    if not valid:
-        raise HTTPRefusal(http.FORBIDDEN, "invalid session id or token")
+        try:
+            valid = bool(get_session_id(token)) and check_token_signature(
+                token, secret_key=settings_.secret_key, signed=settings_.signed
+            )
+        except Exception:
+            valid = False
+        if not valid:
+            raise HTTPRefusal(http.FORBIDDEN, "invalid session id or token")
+        return token
+    # ?bokeh-token=: exactly the websocket's checks, so the page never builds a session its websocket refuses.
+    refusal = TokenPolicy(settings_.secret_key, settings_.signed).refusal(
+        token, manager.clock.seconds(), is_live=lambda session_id: manager.get(session_id) is not None)
+    if refusal:
+        raise HTTPRefusal(http.FORBIDDEN, refusal)
     return token
 
 
@@ -233,11 +245,13 @@ class AppResource(resource.Resource):
                  session_settings: SessionSettings, url: str, prefix: str):
         super().__init__()
         self.manager = manager
+        # autoload.js's CORS follows the websocket's origin policy (a --dev error page has no websocket)
+        self.origins = factory.origins if factory is not None else OriginPolicy()
         self.static_files = static_files
         self.session_settings = session_settings
         self.url = url
         self.prefix = prefix
-        self.putChild(b"ws", WebSocketResource(factory))
+        self.putChild(b"ws", SyncResource(factory))
         self.putChild(b"autoload.js", AutoloadJs(self))
         self.putChild(b"metadata", Metadata(self))
         if manager.app.static_path:
@@ -282,10 +296,16 @@ class AppResource(resource.Resource):
 
     def render_GET(self, request: server.Request) -> int:
         def render(session: Any) -> defer.Deferred:
-            return session.with_document_locked(self._page, session)
+            d = session.with_document_locked(self._page, session)
+            return d.addCallback(self.protect_if_published, request, session.id)
 
         return _respond_later(request, self.session_for(request).addCallback(render), b"text/html; charset=utf-8")
 
+    def protect_if_published(self, html: str, request: server.Request, session_id: str) -> str:
+        """``html``, with the Content-Security-Policy of published pages if ``session_id`` is published (publishing.py)."""
+        if self.manager.is_published(session_id):
+            request.setHeader(b"content-security-policy", page_policy(html))
+        return html
 
     def _page(self, session: Any) -> str:
         """The HTML page for ``session`` (what bokeh.embed.server's page function renders)."""
@@ -305,10 +325,26 @@ class AutoloadJs(resource.Resource):
         self.app = app
 
     def _cors(self, request: server.Request) -> None:
-        origin = request.getHeader(b"origin")
-        request.setHeader(b"access-control-allow-origin", origin if origin and request.received_cookies else b"*")
+        """CORS for pages that fetch autoload.js (a ``<script src>`` needs none).
+
+        bokeh serve reflects any Origin and allows credentials, so any site
+        could read a token carrying its visitor's cookies.  Here an Origin is
+        granted only when it may open the websocket too (``--allow-websocket-origin``,
+        by default this server), with credentials only under
+        ``--autoload-credentials``; a request without Origin gets ``*``.
+        """
+        request.setHeader(b"vary", b"Origin")
         request.setHeader(b"access-control-allow-headers", b"*")
-        request.setHeader(b"access-control-allow-credentials", b"true")
+        origin = _text(request.getHeader(b"origin"))
+        if not origin:
+            request.setHeader(b"access-control-allow-origin", b"*")
+            return
+        policy = self.app.origins
+        if policy.refusal(origin, _text(request.getHeader(b"host")), "https" if request.isSecure() else "http"):
+            return
+        request.setHeader(b"access-control-allow-origin", origin.encode("latin-1"))
+        if policy.credentials:
+            request.setHeader(b"access-control-allow-credentials", b"true")
 
     def render_OPTIONS(self, request: server.Request) -> bytes:
         self._cors(request)
@@ -327,6 +363,10 @@ class AutoloadJs(resource.Resource):
             return ErrorPage(http.BAD_REQUEST, "Bad Request", str(e)).render(request)
         if not element_id:
             return ErrorPage(http.BAD_REQUEST, "Bad Request", "no bokeh-autoload-element query parameter").render(request)
+        if not ELEMENT_ID.fullmatch(element_id):  # it lands in JavaScript unescaped (Bokeh's template)
+            log.warn("refused autoload.js for element id {id!r}", id=element_id[:100])
+            return ErrorPage(http.BAD_REQUEST, "Bad Request", "bokeh-autoload-element must be an element id as "
+                             "Bokeh makes them: a letter, then letters, digits, '-' or '_'").render(request)
 
         def render(session: Any) -> str:
             server_url = None

@@ -21,8 +21,16 @@ from bokeh.protocol.receiver import Receiver
 
 PROTOCOL = Protocol()
 
-#: What a malformed frame sequence raises while being assembled.
-WIRE_ERRORS = (MessageError, ProtocolError, ValidationError, ValueError, TypeError, KeyError)
+#: The most binary buffers one message may announce (Bokeh sends one per array it carries).
+MAX_BUFFERS = 1024
+
+
+class MessageTooBig(ProtocolError):
+    """A message larger than the limit, or announcing more buffers than ``MAX_BUFFERS``: close 1009."""
+
+
+#: What a malformed frame sequence raises while being assembled (JSON nested too deep: RecursionError).
+WIRE_ERRORS = (MessageError, ProtocolError, ValidationError, ValueError, TypeError, KeyError, RecursionError)
 
 
 @dataclass(frozen=True)
@@ -83,20 +91,53 @@ def complete_column_data(message: Any, document: Any) -> None:
             data["entries"] = list(data.get("entries", [])) + list(Serializer(deferred=False).encode(missing)["entries"])
 
 
+def check_header(header_json: str) -> dict[str, Any]:
+    """A message's header, parsed, or ``ValidationError`` saying what is wrong with it.
+
+    Bokeh's Receiver takes any JSON: a header without ``msgid`` fails later,
+    where the reply needs it, and a ``num_buffers`` that is not a number
+    leaves the message incomplete forever.  Checked here on the first frame.
+    """
+    header = json.loads(header_json)
+    if not isinstance(header, dict):
+        raise ValidationError("the message header is not a JSON object")
+    for key in ("msgid", "msgtype"):
+        if not isinstance(header.get(key), str) or not header[key]:
+            raise ValidationError(f"the message header has no {key} string")
+    buffers = header.get("num_buffers", 0)
+    if isinstance(buffers, bool) or not isinstance(buffers, int) or buffers < 0:
+        raise ValidationError(f"num_buffers must be a whole number, not {buffers!r}")
+    if buffers > MAX_BUFFERS:
+        raise MessageTooBig(f"a message announcing {buffers} buffers; the most is {MAX_BUFFERS}")
+    return header
+
+
 class MessageAssembler:
     """Collects frames until they make a complete Bokeh message.
 
     ``feed`` returns the message once its last frame arrived, else ``None``,
-    and raises one of ``WIRE_ERRORS`` for frames that cannot form a message.
-    ``Receiver.consume`` is declared ``async`` but never awaits, so driving
-    the coroutine one step runs it to completion.
+    and raises one of ``WIRE_ERRORS`` for frames that cannot form a message:
+    ``MessageTooBig`` once the frames of one message add up to more than
+    ``max_size`` bytes (the websocket's own limit is per frame) or its header
+    announces more than ``MAX_BUFFERS`` buffers.  ``Receiver.consume`` is
+    declared ``async`` but never awaits, so driving the coroutine one step
+    runs it to completion.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_size: int | None = None) -> None:
         self._receiver = Receiver(PROTOCOL)
+        self._max_size = max_size
+        self._size = 0
 
     def feed(self, payload: bytes, is_binary: bool) -> Any | None:
         fragment: str | bytes = payload if is_binary else payload.decode("utf-8")
+        if self._receiver._current_consumer == self._receiver._HEADER:
+            self._size = 0
+            if isinstance(fragment, str):
+                check_header(fragment)
+        self._size += len(payload)
+        if self._max_size and self._size > self._max_size:
+            raise MessageTooBig(f"a message of more than {self._max_size} bytes (--websocket-max-message-size)")
         step = self._receiver.consume(fragment)
         try:
             step.send(None)

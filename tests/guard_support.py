@@ -76,11 +76,15 @@ def websocket(server: InMemoryServer, app: str, token: str, headers: dict[str, s
 
 
 def raw_upgrade(server: InMemoryServer, app: str, token: str, headers: dict[str, str] | None = None,
-                ip: str = "127.0.0.1", host: str = "localhost:5006") -> Response:
-    """A websocket upgrade request by hand; the server's answer (101 or a refusal)."""
+                ip: str = "127.0.0.1", host: str = "localhost:5006", split_protocols: bool = False) -> Response:
+    """A websocket upgrade request by hand; the server's answer (101 or a refusal).
+
+    ``split_protocols`` sends ``bokeh`` and the token as two Sec-WebSocket-Protocol lines.
+    """
+    protocols = ["bokeh", token] if split_protocols else [f"bokeh, {token}"]
     lines = [f"GET /{app}/ws HTTP/1.1", f"Host: {host}", "Upgrade: websocket", "Connection: Upgrade",
              "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13",
-             f"Sec-WebSocket-Protocol: bokeh, {token}"]
+             *(f"Sec-WebSocket-Protocol: {p}" for p in protocols)]
     lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
     client = RawClient()
     pump = connect_from(server, client, ip)

@@ -6,30 +6,12 @@ from autobahn.websocket.protocol import WebSocketProtocol
 from bokeh.util.token import get_session_id
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from docsyncd.limits import BackpressureMixin, SessionAdmission, TokenBucket, live_sessions
 
 from guard_support import ServerTestCase, connect_from, parse_response, raw_upgrade, send, websocket
-from unit_support import SLIDER_APP, RawClient, _drain, make_token, write_app
-
-
-class LogCapture:
-    """Collects the text of docsyncd's log events while a test runs."""
-
-    def __init__(self, test):
-        self.events = []
-        globalLogPublisher.addObserver(self.events.append)
-        test.addCleanup(globalLogPublisher.removeObserver, self.events.append)
-
-    def lines(self):
-        from twisted.logger import formatEvent
-
-        return [formatEvent(e) for e in self.events]
-
-    def matching(self, text):
-        return [line for line in self.lines() if text in line]
+from unit_support import SLIDER_APP, LogCapture, RawClient, _drain, make_token, write_app
 
 
 class RequestLimitTests(ServerTestCase):
@@ -209,6 +191,18 @@ class AdmissionTests(ServerTestCase):
         # A websocket that would create a session is refused before the upgrade.
         self.assertEqual(raw_upgrade(server, "sliders", make_token()).status, 503)
         self.assertEqual(len(server.managers["sliders"].sessions), 2)
+
+    def test_split_protocol_header_is_admitted_as_autobahn_reads_it(self):
+        """``bokeh`` and the token as two Sec-WebSocket-Protocol lines (which Autobahn joins) are still counted:
+        past --max-sessions and --max-session-rate they get 503, not a session."""
+        server = self.start_server(write_app(self.tmp_path, "sliders", SLIDER_APP),
+                                   args=["--max-sessions", "3", "--max-session-rate", "100"])
+        statuses = [raw_upgrade(server, "sliders", make_token(), split_protocols=True).status for _ in range(6)]
+        self.assertEqual(statuses, [101, 101, 101, 503, 503, 503])
+        self.assertEqual(len(server.managers["sliders"].sessions), 3)
+        server = self.start_server(write_app(self.tmp_path, "other", SLIDER_APP), args=["--max-session-rate", "1"])
+        statuses = [raw_upgrade(server, "other", make_token(), split_protocols=True).status for _ in range(2)]
+        self.assertEqual(statuses, [101, 503])
 
     def test_max_session_rate(self):
         """Beyond --max-session-rate new sessions per address get 503 with Retry-After; other addresses and later requests pass."""
@@ -411,3 +405,113 @@ class SlowClientTests(ServerTestCase):
         pump.flush()
         self.assertTrue(client.closed)
         self.assertTrue(other.opened and not other.closed)
+
+
+class PacingTests(ServerTestCase):
+    """One client cannot make the server hold more than one socket read of queued work and one send buffer."""
+
+    def setUp(self):
+        self.server = self.start_server(write_app(self.tmp_path, "sliders", SLIDER_APP))
+        token = make_token()
+        self.client, self.pump = websocket(self.server, "sliders", token)
+        self.session = self.server.session_of("sliders", token)
+        (self.connection,) = self.session.connections
+        self.reading = []
+        transport = self.pump.serverIO
+        transport.pauseProducing = lambda: self.reading.append("paused")
+        transport.resumeProducing = lambda: self.reading.append("resumed")
+
+    def patch(self, value):
+        from bokeh.document import Document
+
+        mirror = Document.from_json(self.session.document.to_json(deferred=False))
+        events = []
+        mirror.on_change(events.append)
+        mirror.get_model_by_name("slider").value = value
+        self.client.send("PATCH-DOC", events)
+
+    def test_reading_stops_while_patches_wait_for_the_document(self):
+        """While the document lock is held, the first queued PATCH-DOC pauses reading; all are applied in order after."""
+        from twisted.internet import defer
+
+        gate = defer.Deferred()
+        self.session.with_document_locked(lambda: gate)
+        for value in (2, 3, 4):
+            self.patch(value)
+        self.pump.flush()
+        self.assertEqual(self.reading, ["paused"])
+        self.assertEqual(self.client.msgtypes(), ["ACK"])
+        gate.callback(None)
+        self.pump.flush()
+        self.assertEqual(self.reading, ["paused", "resumed"])
+        self.assertEqual(self.client.msgtypes().count("OK"), 3)
+        self.assertEqual(self.session.document.get_model_by_name("slider").value, 4)
+
+    def test_no_next_message_until_the_client_reads_its_replies(self):
+        """With the send buffer full (the client reads nothing), a second PULL-DOC-REQ waits and reading stops."""
+        self.connection.pauseProducing()  # what the transport does when its buffer is full
+        self.client.send("PULL-DOC-REQ")
+        self.client.send("PULL-DOC-REQ")
+        self.pump.flush()
+        # The first reply waits in the connection's own queue (limits.BackpressureMixin), the second request unread.
+        self.assertEqual(self.client.msgtypes(), ["ACK"])
+        self.assertGreater(self.connection.queued_bytes, 0)
+        self.assertEqual(self.reading, ["paused"])
+        self.connection.resumeProducing()
+        self.pump.flush()
+        self.assertEqual(self.client.msgtypes(), ["ACK", "PULL-DOC-REPLY", "PULL-DOC-REPLY"])
+        self.assertEqual(self.reading, ["paused", "resumed"])
+
+
+class ConnectionCapTests(ServerTestCase):
+    def setUp(self):
+        self.log = LogCapture(self)
+
+    def open_raw(self, server, ip="127.0.0.1"):
+        client = RawClient()
+        pump = connect_from(server, client, ip, port=next(self.ports))
+        pump.flush()
+        return client, pump
+
+    ports = iter(range(41000, 42000))
+
+    def test_total_cap_answers_503_and_frees_on_close(self):
+        """Past --max-connections a new connection gets 503 with Retry-After and one log line; a closed one frees
+        its place, websockets included."""
+        server = self.start_server(write_app(self.tmp_path, "sliders", SLIDER_APP), args=["--max-connections", "2"])
+        slow, slow_pump = self.open_raw(server)  # a slow client holding a connection, sending nothing
+        ws, ws_pump = websocket(server, "sliders", make_token())
+        self.assertTrue(ws.opened)
+        refused, _ = self.open_raw(server)
+        self.assertTrue(refused.data.startswith(b"HTTP/1.1 503 "), refused.data)
+        self.assertIn(b"Retry-After: 5", refused.data)
+        self.assertEqual(len(self.log.matching("(--max-connections); answered 503")), 1)
+        ws.sendClose(1000)
+        ws_pump.flush()
+        self.assertEqual(server.site.connection_caps.open, 1)
+        self.assertEqual(send(server, "/sliders").status, 200)
+        slow.transport.loseConnection()
+        slow_pump.flush()
+        self.assertEqual(server.site.connection_caps.open, 0)
+
+    def test_per_address_cap(self):
+        """Past --max-connections-per-address one address gets 503; other addresses are still served."""
+        server = self.start_server(write_app(self.tmp_path, "sliders", SLIDER_APP),
+                                   args=["--max-connections-per-address", "2"])
+        held = [self.open_raw(server, "10.0.0.1") for _ in range(2)]
+        refused, _ = self.open_raw(server, "10.0.0.1")
+        self.assertTrue(refused.data.startswith(b"HTTP/1.1 503 "))
+        self.assertIn("10.0.0.1 has 2 open connections", self.log.matching("answered 503")[0])
+        self.assertEqual(send(server, "/sliders", ip="10.0.0.2").status, 200)
+        self.assertEqual(len(held), 2)
+
+    def test_default_total_follows_the_open_file_limit(self):
+        """By default the total cap is the open-file limit less a reserve, so a descriptor is left to answer 503."""
+        import resource
+
+        from docsyncd.limits import default_max_connections
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        server = self.start_server(write_app(self.tmp_path, "sliders", SLIDER_APP))
+        self.assertEqual(server.site.connection_caps.max_total, default_max_connections())
+        self.assertEqual(default_max_connections(), max(16, soft - 64))

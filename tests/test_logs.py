@@ -49,9 +49,31 @@ class LogLevelTests(SynchronousTestCase):
             raise ValueError("in app code")
         except ValueError:
             logging.getLogger("bokeh.application").warning("app failed", exc_info=True)
-        (text,) = self.texts("bokeh.application")
-        self.assertIn("app failed", text)
-        self.assertIn("ValueError: in app code", text)
+        (event,) = [e for e in self.events if e.get("log_namespace") == "bokeh.application"]
+        self.assertEqual(formatEvent(event), "app failed")
+        self.assertIn("ValueError: in app code", event["log_failure"].getTraceback())
+        self.flushLoggedErrors(ValueError)
+
+    def test_values_cannot_forge_log_lines(self):
+        """Control characters in logged values (ids, paths, headers) are escaped; the format and tracebacks are kept."""
+        self.log.warn("refused {sid}:\n{reason}", sid="x\n2026-01-01 [-] session admin created\r", reason="a\x1b[31mb")
+        (text,) = self.texts()
+        self.assertEqual(text, "refused x\\x0a2026-01-01 [-] session admin created\\x0d:\na\\x1b[31mb")
+        self.assertEqual(logs.escape("tab\tand\u2028"), "tab\\x09and\\u2028")
+
+    def test_session_id_with_newline_logged_on_one_line(self):
+        """A websocket whose token names a session id with a newline logs it escaped, on one line."""
+        import time
+
+        from unit_support import InMemoryServer, crafted_token
+
+        server = InMemoryServer([]).start_for(self)
+        token = crafted_token({"session_id": "evil\nFAKE critical line", "session_expiry": time.time() + 300})
+        server.websocket("", ["bokeh", token])
+        created = [t for t in self.texts("docsyncd.sessions") if "created" in t]
+        self.assertEqual(len(created), 1)
+        self.assertIn("evil\\x0aFAKE critical line", created[0])
+        self.assertNotIn("\n", created[0])
 
     def test_bokeh_filtered(self):
         """The level applies to Bokeh too: at warning, Bokeh's info records are not emitted."""

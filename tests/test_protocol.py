@@ -12,7 +12,8 @@ from docsyncd import wire
 from docsyncd.protocol import peer_ip
 from docsyncd.sessions import DocumentBuildError
 
-from unit_support import (RECORDING_LIFECYCLE, SLIDER_APP, InMemoryServer, make_token, model_changes,
+from unit_support import (RECORDING_LIFECYCLE, SLIDER_APP, InMemoryServer, LogCapture, crafted_token, make_token,
+                          model_changes,
                           upgrade_request, write_app, write_dir_app)
 
 SECRET = "a-secret-key-that-is-long-enough-for-bokeh"
@@ -134,6 +135,18 @@ class HandshakeTests(ProtocolTestCase):
     def test_garbage_token_1008(self):
         """A garbage token gets a 1008 close, not a traceback."""
         self.assert_refused(["bokeh", "not-a-token"], "malformed session token")
+
+    def test_token_inflating_too_far_1008(self):
+        """A token whose compressed payload inflates past 1 MiB is refused 1008 before it is inflated, no session."""
+        import time
+
+        bomb = b'{"headers": {"x": "' + b" " * (8 * 1024 * 1024) + b'"}}'
+        token = crafted_token({"session_id": "bomb", "session_expiry": time.time() + 300}, bomb)
+        self.assertLess(len(token), 20000)
+        client, pump, _ = self.open(token=token)
+        self.assertEqual(client.close_code, 1008)
+        self.assertIn("inflates to more than", client.close_reason)
+        self.assertIsNone(self.server.managers["sliders"].get("bomb"))
 
     def test_expired_token_1008(self):
         """An expired token gets a 1008 close that says it expired."""
@@ -394,6 +407,61 @@ class BadInputTests(ProtocolTestCase):
     def test_binary_where_text_expected(self):
         """A binary frame where a text frame belongs closes that connection with 1002."""
         self.assert_protocol_error(lambda client: client.sendMessage(b"\x00\xff", isBinary=True))
+
+    def assert_one_warning(self, send, code=1002, text="protocol error"):
+        """``send(client)`` closes that client with ``code`` and logs one warning line, no traceback."""
+        log = LogCapture(self)
+        if code == 1002:
+            self.assert_protocol_error(send)
+        else:
+            client, pump, _ = self.open()
+            send(client)
+            pump.flush()
+            self.assertEqual(client.close_code, code)
+        self.assertEqual(len(log.matching(text)), 1, log.lines())
+        self.assertEqual([e for e in log.events if e.get("log_failure")], [])
+        self.assertEqual([e for e in log.events if e.get("log_level").name in ("error", "critical")], [])
+
+    def test_header_without_msgid(self):
+        """A header without msgid closes 1002 with one warning line (not 1011 and a traceback)."""
+
+        def send(client):
+            for payload in (b'{"msgtype": "PULL-DOC-REQ"}', b"{}", b"{}"):
+                client.sendMessage(payload)
+
+        self.assert_one_warning(send)
+
+    def test_json_nested_thousands_deep(self):
+        """A header or content nested thousands deep closes 1002 with one warning line (no RecursionError traceback)."""
+        deep = b"[" * 100000 + b"]" * 100000
+        self.assert_one_warning(lambda client: client.sendMessage(deep))
+        self.assert_one_warning(lambda client: [client.sendMessage(p) for p in (
+            b'{"msgid": "1", "msgtype": "PATCH-DOC"}', b"{}", b'{"events": ' + deep + b"}")])
+
+    def test_string_num_buffers(self):
+        """A num_buffers that is not a whole number closes 1002 at the header instead of waiting forever."""
+        self.assert_one_warning(lambda client: client.sendMessage(
+            b'{"msgid": "1", "msgtype": "PULL-DOC-REQ", "num_buffers": "1"}'))
+
+    def test_too_many_buffers_closes_1009(self):
+        """A header announcing more than MAX_BUFFERS buffers closes 1009 at once."""
+        self.assert_one_warning(lambda client: client.sendMessage(
+            b'{"msgid": "1", "msgtype": "PATCH-DOC", "num_buffers": 1000000}'), code=1009, text="buffers")
+
+    def test_message_total_size_closes_1009(self):
+        """A message whose frames add up to more than --websocket-max-message-size closes 1009, frame sizes within it."""
+        self.server = self.start_server(write_app(self.tmp_path, "sliders", SLIDER_APP),
+                                        args=["--websocket-max-message-size", "5000"])
+
+        def send(client):
+            client.sendMessage(b'{"msgid": "1", "msgtype": "PATCH-DOC", "num_buffers": 10}')
+            client.sendMessage(b"{}")
+            client.sendMessage(b'{"events": []}')
+            for n in range(10):
+                client.sendMessage(b'{"id": "%d"}' % n)
+                client.sendMessage(b"x" * 1000, isBinary=True)
+
+        self.assert_one_warning(send, code=1009, text="more than 5000 bytes")
 
 
 def test_peer_ip():

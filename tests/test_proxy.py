@@ -117,8 +117,9 @@ class WebsocketTests(ServerTestCase):
         self.assertEqual(facts, "203.0.113.7|https|dash.example.org")
 
     def test_origin_check_uses_forwarded_host(self):
-        """Behind a proxy that rewrites Host, the default origin check compares the Origin with X-Forwarded-Host."""
-        server = self.start_server(self.path, args=["--use-xheaders"])
+        """Behind a proxy that rewrites Host, the default origin check compares the Origin with X-Forwarded-Host
+        (a public name the operator named with --allow-host: security.OriginPolicy)."""
+        server = self.start_server(self.path, args=["--use-xheaders", "--allow-host", "dash.example.org:8443"])
         headers = {"X-Forwarded-Host": "dash.example.org:8443", "X-Forwarded-Proto": "https"}
         self.ws_facts(server, headers, origin="https://dash.example.org:8443")
         client, _ = websocket(server, "facts", make_token(), headers=headers, origin="https://localhost:5006")

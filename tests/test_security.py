@@ -47,10 +47,21 @@ class OriginPolicyTests(SynchronousTestCase):
 
     def test_same_origin_by_default(self):
         """Without an allowlist, a page from this very server (its Host) may connect."""
-        policy = OriginPolicy()
+        policy = OriginPolicy(default_names=["localhost", "example.org"])
         self.assertIsNone(policy.refusal("http://localhost:5006", "localhost:5006"))
         self.assertIsNone(policy.refusal("http://Example.org", "example.org:80"))
         self.assertIsNone(policy.refusal("https://example.org", "example.org", "https"))
+        self.assertIsNone(policy.refusal("http://192.0.2.7:5006", "192.0.2.7:5006"))
+        self.assertIsNone(policy.refusal("http://[::1]:5006", "[::1]:5006"))
+
+    def test_rebinding_name_refused_by_default(self):
+        """Without an allowlist, a page whose Origin equals its Host is refused when the Host is not this machine:
+        a DNS-rebinding page (evil.example resolving to 127.0.0.1). --allow-host names the public host."""
+        reason = OriginPolicy().refusal("http://evil.example:5006", "evil.example:5006")
+        self.assertIn("DNS rebinding", reason)
+        self.assertIn("--allow-websocket-origin=evil.example:5006", reason)
+        self.assertIsNone(OriginPolicy(default_names=["localhost", "*.example:5006"]).refusal(
+            "http://public.example:5006", "public.example:5006"))
 
     def test_foreign_origin_refused(self):
         """A foreign Origin is refused with a sentence telling how to allow it."""

@@ -95,6 +95,41 @@ class AppsServiceTests(SynchronousTestCase):
         self.successResultOf(stopped)
         self.assertEqual(self.manager.server_context.events[-1], "server unloaded")
 
+    def test_stop_cancels_callbacks_after_the_grace_period(self):
+        """A coroutine callback that never finishes holds shutdown only for --shutdown-grace (5 s): then it is
+        cancelled, the session destroyed (destroyed hook), the app unloaded, and one warning line says so."""
+        from unit_support import LogCapture
+
+        log = LogCapture(self)
+        self.service.startService()
+        token = make_token("stuck")
+        client, pump = self.server.session_websocket("recorded", token)
+        session = self.server.session_of("recorded", token)
+        backend = defer.Deferred()  # a slow backend that never answers
+        cancelled = []
+
+        async def stuck():
+            try:
+                await backend
+            except defer.CancelledError:
+                cancelled.append(True)
+                raise
+
+        session.run_awaitable(stuck(), "a callback")
+        later = []
+        session.with_document_locked(lambda: later.append("ran"))  # queued behind it: skipped once cancelled
+        stopped = self.service.stopService()
+        self.clock.advance(4.9)
+        self.assertNoResult(stopped)
+        self.clock.advance(0.1)
+        self.successResultOf(stopped)
+        self.assertEqual(cancelled, [True])
+        self.assertEqual(later, [])
+        self.assertTrue(session.destroyed)
+        self.assertEqual(self.manager.server_context.events[-2:], ["destroyed stuck", "server unloaded"])
+        self.assertEqual(len(log.matching("(--shutdown-grace); cancelling them")), 1)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
     def test_stop_stops_callbacks(self):
         """After stopping, no periodic callback of any session and no reaper call is left on the clock."""
         self.service.startService()

@@ -14,6 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from docsyncd import wire
+from docsyncd.session import SAVE_DELAY
 from docsyncd.store import (BadName, IDocumentStore, MemoryStore, SQLiteStore, StoreError, check_name,
                             open_store)
 
@@ -178,7 +179,7 @@ class PublishingTests(SynchronousTestCase):
         self.assertIn("PATCH-DOC", tab.msgtypes())
 
     def test_later_changes_are_stored(self):
-        """A browser's change to a published document is stored before its OK."""
+        """A browser's change to a published document is stored SAVE_DELAY later."""
         client, pump = self.publish("line", slider_doc(1))
         session = self.manager.get("line")
         mirror = Document.from_json(session.document.to_json(deferred=False))
@@ -188,15 +189,16 @@ class PublishingTests(SynchronousTestCase):
         client.send("PATCH-DOC", events)
         pump.flush()
         self.assertEqual(client.msgtypes()[-1], "OK")
+        self.server.clock.advance(SAVE_DELAY)  # changes are saved coalesced, a moment later
         self.assertEqual(self.slider_value(self.stored("line")), 9)
 
     def test_python_callback_changes_are_stored(self):
-        """Changes made on the server (a locked callback) are stored once, when the lock is released."""
+        """Changes made on the server (a locked callback) are stored once, SAVE_DELAY after the lock is released."""
         self.publish("line", slider_doc(1))
         session = self.manager.get("line")
         saves = []
         real_save = self.manager.store.save
-        self.manager.store.save = lambda *a: (saves.append(a[1]), real_save(*a))
+        self.manager.store.save = lambda *a, **kw: (saves.append(a[1]), real_save(*a, **kw))
 
         def change():
             slider = session.document.get_model_by_name("slider")
@@ -204,6 +206,7 @@ class PublishingTests(SynchronousTestCase):
             slider.end = 20
 
         self.successResultOf(session.with_document_locked(change))
+        self.server.clock.advance(SAVE_DELAY)
         self.assertEqual(saves, ["line"])
         self.assertEqual(self.slider_value(self.stored("line")), 5)
 

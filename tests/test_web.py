@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+from urllib.parse import quote
 
 import pytest
 from bokeh.util.token import get_session_id, get_token_payload
@@ -12,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from docsyncd.sessions import DocumentBuildError
 
-from unit_support import (RECORDING_LIFECYCLE, SLIDER_APP, InMemoryServer, RawClient, make_token, write_app,
+from unit_support import (RECORDING_LIFECYCLE, SLIDER_APP, InMemoryServer, RawClient, crafted_token, make_token, write_app,
                           write_dir_app)
 
 
@@ -98,6 +99,54 @@ class PageTests(WebTestCase):
     def test_garbage_token_refused(self):
         """A ``bokeh-token`` that does not decode is refused with 403."""
         self.assertEqual(self.server.get("/sliders?bokeh-token=garbage").status, 403)
+
+    def test_crafted_tokens_get_the_websockets_checks(self):
+        """A crafted ``?bokeh-token=`` gets 403 with the websocket's reason, never 500, and builds no session."""
+        import time
+
+        bomb = b'{"headers": {"x": "' + b" " * (8 * 1024 * 1024) + b'"}}'
+        cases = {
+            "no expiry": crafted_token({"session_id": "a"}),
+            "expired": crafted_token({"session_id": "b", "session_expiry": time.time() - 10}),
+            "inflates to more than": crafted_token({"session_id": "c", "session_expiry": time.time() + 300}, bomb),
+            "malformed session token": crafted_token({"session_id": "d", "session_expiry": time.time() + 300},
+                                                      b"[1, 2]"),
+        }
+        for reason, token in cases.items():
+            for path in (f"/sliders?bokeh-token={token}", f"/sliders/autoload.js?bokeh-autoload-element=e1&bokeh-token={token}"):
+                response = self.server.get(path)
+                self.assertEqual(response.status, 403, (reason, path))
+                self.assertIn(reason, response.text)
+        self.assertEqual(self.manager.sessions, [])
+
+    def test_autoload_element_ids_as_bokeh_makes_them(self):
+        """autoload.js takes only element ids Bokeh makes: anything that could break out of its JavaScript is 400."""
+        from bokeh.util.serialization import make_globally_unique_css_safe_id
+
+        for bad in ('x";alert(1);//', "x'", "x</script>", "1abc", "a b", "a\\u0022"):
+            response = self.server.get(f"/sliders/autoload.js?bokeh-autoload-element={quote(bad)}")
+            self.assertEqual(response.status, 400, bad)
+            self.assertNotIn(bad.encode(), response.body)
+        self.assertEqual(self.manager.sessions, [])
+        good = make_globally_unique_css_safe_id()
+        self.assertEqual(self.server.get(f"/sliders/autoload.js?bokeh-autoload-element={good}").status, 200)
+
+    def test_autoload_cors_only_for_allowed_origins(self):
+        """autoload.js grants CORS to origins that may open the websocket, without credentials unless configured."""
+        own = self.server.get("/sliders/autoload.js?bokeh-autoload-element=e1", Origin="http://localhost:5006",
+                              Cookie="user=secret")
+        self.assertEqual(own.headers["access-control-allow-origin"], "http://localhost:5006")
+        self.assertNotIn("access-control-allow-credentials", own.headers)
+        foreign = self.server.get("/sliders/autoload.js?bokeh-autoload-element=e1", Origin="http://evil.example",
+                                  Cookie="user=secret")
+        self.assertNotIn("access-control-allow-origin", foreign.headers)
+        self.assertNotIn("access-control-allow-credentials", foreign.headers)
+        server = self.sliders("--allow-websocket-origin", "embed.example", "--autoload-credentials")
+        embed = server.get("/sliders/autoload.js?bokeh-autoload-element=e1", Origin="http://embed.example")
+        self.assertEqual(embed.headers["access-control-allow-origin"], "http://embed.example")
+        self.assertEqual(embed.headers["access-control-allow-credentials"], "true")
+        preflight = server.request("/sliders/autoload.js", method="OPTIONS", headers={"Origin": "http://evil.example"})
+        self.assertNotIn("access-control-allow-origin", preflight.headers)
 
     def test_unknown_app(self):
         """A path naming no app is 404."""

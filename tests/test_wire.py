@@ -72,21 +72,17 @@ class AssemblerTests(SynchronousTestCase):
         self.assertEqual(got, ["PULL-DOC-REQ", "SERVER-INFO-REQ"])
 
     def test_broken_json(self):
-        """A header that is not JSON raises one of the wire errors once the message's frames are in."""
-        assembler = wire.MessageAssembler()
-        assembler.feed(b"{not json", False)
-        assembler.feed(b"{}", False)
+        """A header that is not JSON raises one of the wire errors at once, on its own frame."""
         with self.assertRaises(wire.WIRE_ERRORS):
-            assembler.feed(b"{}", False)
+            wire.MessageAssembler().feed(b"{not json", False)
 
     def test_header_not_an_object(self):
         """A header that is JSON but not an object raises one of the wire errors."""
-        for header in (b"null", b"[]", b"5"):
-            assembler = wire.MessageAssembler()
-            assembler.feed(header, False)
-            assembler.feed(b"{}", False)
+        for header in (b"null", b"[]", b"5", b'{"msgtype": "ACK"}', b'{"msgid": 5, "msgtype": "ACK"}',
+                       b'{"msgid": "1", "msgtype": "ACK", "num_buffers": "1"}',
+                       b'{"msgid": "1", "msgtype": "ACK", "num_buffers": -1}'):
             with self.assertRaises(wire.WIRE_ERRORS):
-                assembler.feed(b"{}", False)
+                wire.MessageAssembler().feed(header, False)
 
     def test_binary_where_text_expected(self):
         """A binary frame where a header is expected raises one of the wire errors."""

@@ -24,6 +24,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Cooperator
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import globalLogPublisher
 from twisted.test import iosim
 
 from docsyncd import apps, tap, wire
@@ -89,6 +90,17 @@ def make_token(session_id: str | None = None, expiration: int = 300, secret_key:
     session_id = session_id or generate_session_id(secret_key=secret_key, signed=signed)
     return generate_jwt_token(session_id, secret_key=secret_key, signed=signed, expiration=expiration,
                               extra_payload=payload)
+
+
+def crafted_token(payload: dict[str, Any], inflated: bytes | None = None) -> str:
+    """An unsigned token with exactly ``payload`` (and ``inflated`` zlib-compressed in Bokeh's place for it)."""
+    import base64
+    import zlib
+
+    encode = lambda data: base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")  # noqa: E731
+    if inflated is not None:
+        payload = {**payload, "__bk__zlib_": encode(zlib.compress(inflated, 9))}
+    return encode(json.dumps(payload).encode("utf-8"))
 
 
 def decode(frames: list[wire.Frame]) -> list[Any]:
@@ -229,6 +241,23 @@ class BokehClient(WebSocketClientProtocol):
         return [m.msgtype for m in self.messages]
 
 
+class LogCapture:
+    """Collects the text of docsyncd's log events while a test runs."""
+
+    def __init__(self, test):
+        self.events = []
+        globalLogPublisher.addObserver(self.events.append)
+        test.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def lines(self):
+        from twisted.logger import formatEvent
+
+        return [formatEvent(e) for e in self.events]
+
+    def matching(self, text):
+        return [line for line in self.lines() if text in line]
+
+
 @dataclass
 class InMemoryServer:
     """The Site and AppsService that ``twistd docsync`` would build, on a MemoryReactorClock."""
@@ -311,10 +340,11 @@ class InMemoryServer:
         return client.data
 
     def websocket(self, app: str, protocols: list[str] | None, origin: str | None = None,
-                  greet: bool = True) -> tuple[BokehClient, iosim.IOPump]:
-        """A BokehClient connected to ``/<app>/ws`` offering ``protocols``."""
+                  greet: bool = True, headers: dict[str, str] | None = None) -> tuple[BokehClient, iosim.IOPump]:
+        """A BokehClient connected to ``/<app>/ws`` offering ``protocols`` (and sending ``headers``)."""
+        path = f"/{app}/ws" if app else "/ws"  # "": the empty app at /
         factory = WebSocketClientFactory(
-            f"ws://localhost:5006/{app}/ws", protocols=protocols, origin=origin, reactor=self.clock
+            f"ws://localhost:5006{path}", protocols=protocols, origin=origin, reactor=self.clock, headers=headers
         )
         factory.protocol = BokehClient
         client = factory.buildProtocol(None)

@@ -218,6 +218,28 @@ def daemon_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def websocket_upgrade(port: int, path: str, protocol_lines: list[str], headers: str = "",
+                      host: str | None = None) -> tuple[socket.socket, bytes]:
+    """A websocket upgrade written by hand, with these Sec-WebSocket-Protocol header lines (and extra
+    ``headers`` lines); the open socket and everything read up to the answer's end of head (frames that
+    arrived with a 101 included)."""
+    import base64
+
+    key = base64.b64encode(os.urandom(16)).decode()
+    protocols = "".join(f"Sec-WebSocket-Protocol: {p}\r\n" for p in protocol_lines)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host or f'localhost:{port}'}\r\nUpgrade: websocket\r\n"
+                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                 f"{protocols}{headers}\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    return sock, head
+
+
 def http_ok(url: str, timeout: float = 2.0, **kwargs: Any) -> bool:
     """Whether GET ``url`` answers 200 right now (no connection yet: False)."""
     try:

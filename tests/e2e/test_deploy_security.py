@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from bokeh.util.token import generate_jwt_token, generate_session_id
 
-from e2e_support import EXAMPLES, TWISTD_CMD, daemon_env, wait_until
+from e2e_support import EXAMPLES, TWISTD_CMD, daemon_env, wait_until, websocket_upgrade
 
 pytestmark = pytest.mark.e2e
 
@@ -78,19 +78,9 @@ def status(answer: bytes) -> int:
 
 
 def upgrade(port: int, path: str, token: str, headers: str = "") -> bytes:
-    key = base64.b64encode(os.urandom(16)).decode()
-    request = (f"GET {path} HTTP/1.1\r\nHost: localhost:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-               f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: bokeh, {token}\r\n"
-               f"{headers}\r\n")
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(request.encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            head += chunk
-        return head
+    sock, head = websocket_upgrade(port, path, [f"bokeh, {token}"], headers)
+    sock.close()
+    return head
 
 
 def test_login_flow_in_chromium(serve, page, tmp_path):

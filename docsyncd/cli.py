@@ -56,10 +56,9 @@ class ServeOptions(tap.Options):
 
     synopsis = "Usage: docsync serve [options] APP [APP ...] [--args ARG ...]"
     require_app = True  # twistd docsync alone serves the empty app at / (docsyncd/tap.py)
-    longdesc = tap.Options.longdesc + (
-        " APP is an app path, as with --app. docsync serve runs in the foreground on the asyncio reactor "
-        "(so app coroutines may await asyncio), logs to stdout and prints the URLs it serves; SIGTERM or "
-        "Ctrl-C stops it cleanly. Errors in the command line or the apps: one line on stderr, exit status 2."
+    longdesc = tap.DESCRIPTION + (
+        ". APP is an app path, as with --app. docsync serve runs in the foreground, logs to stdout and prints "
+        "the URLs it serves; SIGTERM or Ctrl-C stops it cleanly. Errors in the command line or the apps: one line on stderr, exit status 2."
     )
 
 
@@ -109,20 +108,6 @@ def apps_as_options(argv: list[str], options: usage.Options) -> tuple[list[str],
     return result, None
 
 
-def _install_asyncio_reactor() -> Any:
-    """The asyncio reactor, installed now unless a reactor already runs this process."""
-    from twisted.internet import asyncioreactor
-    from twisted.internet.error import ReactorAlreadyInstalledError
-
-    try:
-        asyncioreactor.install()
-    except ReactorAlreadyInstalledError:
-        pass  # main() called by a program that chose its reactor already
-    from twisted.internet import reactor
-
-    return reactor
-
-
 def serve(argv: list[str]) -> int:
     """``docsync serve``: run the daemon in the foreground until SIGTERM or Ctrl-C."""
     options = ServeOptions()
@@ -134,7 +119,9 @@ def serve(argv: list[str]) -> int:
     if app_argv is not None:
         options["args"], options["app-argv"] = True, app_argv
 
-    reactor = _install_asyncio_reactor()
+    from .reactors import install_asyncio_reactor
+
+    reactor = install_asyncio_reactor()  # as twistd docsync does, unless the calling program chose one
     from twisted.application import service
     from twisted.logger import globalLogBeginner, textFileLogObserver
 

@@ -147,3 +147,14 @@ def test_variants_table():
     docs_row = next(line for line in table.splitlines() if "documents built per session" in line)
     assert "1.40" in docs_row and docs_row.endswith("| yes |")
     assert "| docsyncd-w2 / docsyncd | bokeh-np2 / docsyncd |" in table.splitlines()[0]
+
+
+def test_round_trip_on_another_reactor(tmp_path):
+    """`--docsyncd-reactor epoll` starts docsyncd with twist's `--reactor epoll` (which twist honours:
+    tests/test_reactors.py); the round trip works on it."""
+    with running_server("docsyncd", SCENARIOS["round_trip"].app, tmp_path, reactor="epoll") as server:
+        with ThreadPoolExecutor(1) as worker:
+            values = worker.submit(asyncio.run, SCENARIOS["round_trip"].run(server, SMOKE)).result()
+        argv = server.proc.args
+    assert argv[argv.index("docsync") - 2:argv.index("docsync")] == ["--reactor", "epoll"]
+    assert values["p50"] > 0

@@ -132,7 +132,7 @@ def start_server(kind: str, app: str | Path, log_dir: Path, extra_args: list[str
                  twistd_args: list[str] = ()) -> ServerProcess:
     """Start a server for one app and wait until GET /<app> answers 200.
 
-    ``twistd_args`` go before the ``docsync`` subcommand (``-r asyncio``).
+    ``twistd_args`` go before the ``docsync`` subcommand (``-r epoll``).
     """
     app_path = Path(app)
     if not app_path.is_absolute():

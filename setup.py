@@ -21,7 +21,7 @@ setup(
         "bokeh>=3.4,<4",
     ],
     extras_require={
-        "test": ["pytest", "pytest-timeout", "hypothesis", "playwright"],
+        "test": ["pytest", "pytest-timeout", "hypothesis", "playwright", "bokeh-sampledata"],
         "bench": ["psutil"],
     },
     entry_points={"console_scripts": ["docsync = docsyncd.cli:main"]},

@@ -37,14 +37,14 @@ from twisted.web.util import Redirect
 
 from . import logs
 from .contexts import RequestContext
-from .files import ContainedFile
+from .extensions import Extensions
+from .files import ONE_YEAR, ContainedFile
 from .protocol import SyncFactory
 from .sessions import DocumentBuildError, SessionManager
 
 log = Logger(observer=logs.observer)
 
 TEMPLATES = os.path.join(os.path.dirname(__file__), "templates")
-ONE_YEAR = 365 * 24 * 3600
 
 
 class SessionSettings:
@@ -162,7 +162,10 @@ class StaticFiles:
         return f"{path}?v={version}" if version else path
 
     def resource(self) -> resource.Resource:
-        return CachedFile(self.directory)
+        """``/static/``: BokehJS, and Bokeh's extensions under ``/static/extensions/`` (extensions.py)."""
+        files = CachedFile(self.directory)
+        files.putChild(b"extensions", Extensions())
+        return files
 
 
 class CachedFile(ContainedFile):

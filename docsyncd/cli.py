@@ -231,7 +231,13 @@ def run_html(args: argparse.Namespace) -> int:
     from bokeh.embed import file_html
     from bokeh.resources import INLINE
 
+    from .custom_models import CustomModelError, compile_in_this_thread
+
     doc = build_document("html", args.app, args.args, quiet_stdout=args.output == "-")
+    try:
+        compile_in_this_thread(doc)  # custom models, with a one-line error
+    except CustomModelError as e:
+        raise CommandError(f"docsync html: {e}") from None
     # Bokeh's own page template: an app's templates/ may link to its static/
     # files, which need the server.  Python callbacks cannot run here; the
     # help says so instead of Bokeh's warning.

@@ -94,4 +94,6 @@ class LazyAppResource(AppResource):
             item = RenderItem(token=session.token, elementid=make_globally_unique_css_safe_id(), use_for_title=True)
             return html_page_for_render_items(self.page_bundle(), {}, [item], None)
 
-        return _respond_later(request, self.session_for(request).addCallback(render), b"text/html; charset=utf-8")
+        d = self.session_for(request).addCallback(
+            lambda session: self.custom_models.ready().addCallback(lambda _: render(session)))
+        return _respond_later(request, d, b"text/html; charset=utf-8")

@@ -37,6 +37,7 @@ from twisted.web.util import Redirect
 
 from . import logs
 from .contexts import RequestContext
+from .custom_models import CustomModelError, process_custom_models
 from .extensions import Extensions
 from .files import ONE_YEAR, ContainedFile
 from .protocol import SyncFactory
@@ -209,6 +210,9 @@ def _respond_later(request: server.Request, d: defer.Deferred, content_type: byt
             log.warn("refused {method} {uri}: {reason}", method=_text(request.method), uri=_text(request.uri),
                      reason=failure.value.reason)
             page = ErrorPage(failure.value.code, http.RESPONSES.get(failure.value.code, b"").decode(), failure.value.reason)
+        elif failure.check(CustomModelError):
+            log.error("not serving {uri}: {error}", uri=_text(request.uri), error=failure.value)
+            page = ErrorPage(http.INTERNAL_SERVER_ERROR, "Custom model did not compile", str(failure.value))
         elif failure.check(DocumentBuildError):
             log.error("app failed to build a document for {uri}: {error}", uri=_text(request.uri), error=failure.value)
             page = ErrorPage(http.INTERNAL_SERVER_ERROR, "Error running the app", str(failure.value))
@@ -240,8 +244,9 @@ class AppResource(resource.Resource):
         self.putChild(b"metadata", Metadata(self))
         if manager.app.static_path:
             self.putChild(b"static", ContainedFile(manager.app.static_path))  # no escape by symlink: files.py
+        self.custom_models = process_custom_models()
         self._page_bundle: tuple[str, str] = ("", "")
-        self._page_bundle_models = -1
+        self._page_bundle_models: tuple[int, int] = (-1, -1)
 
     def getChild(self, name: bytes, request: server.Request) -> resource.Resource:
         if name == b"":
@@ -257,9 +262,11 @@ class AppResource(resource.Resource):
 
         Bundling walks every model class Bokeh knows, looking for extensions
         and custom models: about half the cost of rendering a page, and the
-        same answer for every visitor until app code defines a new model class.
+        same answer for every visitor until app code defines a new model class
+        or a custom model's compilation finishes (custom_models.py; call after
+        ``custom_models.ready()``, so that Bokeh runs no compiler here).
         """
-        models = len(HasProps.model_class_reverse_map)
+        models = (len(HasProps.model_class_reverse_map), self.custom_models.generation)
         if models != self._page_bundle_models:
             self._page_bundle = tuple(bundle_for_objs_and_resources(None, self.resources()))
             self._page_bundle_models = models
@@ -275,7 +282,7 @@ class AppResource(resource.Resource):
 
     def render_GET(self, request: server.Request) -> int:
         def render(session: Any) -> defer.Deferred:
-            return session.with_document_locked(self._page, session)
+            return self.custom_models.ready().addCallback(lambda _: session.with_document_locked(self._page, session))
 
         return _respond_later(request, self.session_for(request).addCallback(render), b"text/html; charset=utf-8")
 
@@ -283,6 +290,7 @@ class AppResource(resource.Resource):
     def _page(self, session: Any) -> str:
         """The HTML page for ``session`` (what bokeh.embed.server's page function renders)."""
         doc = session.document
+        self.custom_models.check(doc)
         item = RenderItem(token=session.token, roots=doc.roots, use_for_title=True)
         return html_page_for_render_items(self.page_bundle(), {}, [item], doc.title, template=doc.template,
                                           template_variables=doc.template_variables)
@@ -327,7 +335,9 @@ class AutoloadJs(resource.Resource):
             bundle.add(Script(script_for_render_items({}, items, app_path=app_path, absolute_url=absolute_url)))
             return AUTOLOAD_JS.render(bundle=bundle, elementid=element_id)
 
-        return _respond_later(request, self.app.session_for(request).addCallback(render), b"application/javascript")
+        d = self.app.session_for(request).addCallback(lambda session: self.app.custom_models.ready().addCallback(
+            lambda _: render(session)))
+        return _respond_later(request, d, b"application/javascript")
 
 
 class Metadata(resource.Resource):

@@ -353,6 +353,26 @@ def test_html_is_a_standalone_page(tmp_path):
     assert len(page) > 500_000  # BokehJS is in it
 
 
+def test_html_with_a_custom_model_that_does_not_compile(tmp_path):
+    """`docsync html` on an app whose custom model's TypeScript has an error: one line naming the model and
+    the compiler's first message, exit status 2 (Bokeh itself would print the whole output and exit 1)."""
+    broken = REPO / "tests" / "e2e" / "apps" / "custom_model_broken.py"
+    result = docsync("html", str(broken), "-o", str(tmp_path / "page.html"), timeout=120)
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("docsync html: custom model Broken (") and "did not compile" in line, line
+    assert "error TS2322: Type 'string' is not assignable to type 'number'." in line, line
+    assert not (tmp_path / "page.html").exists()
+
+
+def test_html_with_a_custom_model(tmp_path):
+    """`docsync html` on examples/custom_model.py puts the compiled Tally model in the page."""
+    out = tmp_path / "custom.html"
+    result = docsync("html", str(REPO / "examples" / "custom_model.py"), "-o", str(out), timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "register_plugin" in out.read_text() and "TallyView" in out.read_text()
+
+
 # Run in its own process: a Playwright already running in this one (the e2e
 # tests' session browser) would make a second sync_playwright() fail.
 OFFLINE_CHECK = """

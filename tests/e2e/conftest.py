@@ -19,7 +19,7 @@ import re
 
 import pytest
 
-from e2e_support import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, PAGE_TIMEOUT_MS, BokehPage, ServerProcess,
+from e2e_support import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, PAGE_TIMEOUT_MS, START_TIMEOUT, BokehPage, ServerProcess,
                          free_port, start_process, start_server, wait_for_workers, wait_until)
 
 __all__ = ["free_port", "wait_until"]
@@ -159,11 +159,11 @@ def compared_serve(request, tmp_path_factory):
     kind, server_args = COMPARED_SERVERS[request.param]
     started: dict[tuple, ServerProcess] = {}
 
-    def _serve(app, extra_args=(), env=None, twistd_args=()):
+    def _serve(app, extra_args=(), env=None, twistd_args=(), timeout=START_TIMEOUT):
         key = (str(app), tuple(extra_args), tuple(sorted((env or {}).items())), tuple(twistd_args))
         if key not in started:
             server = start_server(kind, app, tmp_path_factory.mktemp("server"), [*server_args, *extra_args], env,
-                                  twistd_args=twistd_args if kind == "docsync" else ())
+                                  twistd_args=twistd_args if kind == "docsync" else (), timeout=timeout)
             started[key] = server
             if "--workers" in server_args:
                 wait_for_workers(server)

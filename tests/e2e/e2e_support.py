@@ -169,7 +169,8 @@ def start_server(kind: str, app: str | Path, log_dir: Path, extra_args: list[str
                         f"log:\n{server.log_tail()}")
         if _port_open(port):
             try:
-                with urllib.request.urlopen(server.url, timeout=2) as resp:
+                # up to the deadline: a page may take long (bokeh serve compiles custom models per page)
+                with urllib.request.urlopen(server.url, timeout=max(2.0, deadline - time.monotonic())) as resp:
                     if resp.status == 200:
                         return server
                     last_error = f"HTTP {resp.status}"

@@ -22,7 +22,7 @@ in the bundle (BokehJS's ``register_models`` skips what a module does not
 export), so pages of documents that do not use it work; a page whose document
 uses it answers 500 with that message (``check(doc)``).
 
-Tests: tests/test_custom_models.py; in Chromium tests/e2e/test_custom_models.py
+Tests: tests/test_custom_model_compiler.py; in Chromium tests/e2e/test_custom_models.py
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e_support import wait_until
+from e2e_support import wait_for_workers, wait_until
 
 pytestmark = [pytest.mark.e2e]
 
@@ -25,6 +25,17 @@ def test_scheduled_coroutine_awaits_asyncio_without_flags(serve, page, server_ki
     if server_kind == "docsync":
         assert "AsyncioSelectorReactor" in server.log_text()
         assert "asyncio reactor" not in server.log_text()  # no advice was needed
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.docsync_only(reason="--workers")
+def test_scheduled_coroutine_awaits_asyncio_in_worker_processes(serve, page):
+    """Worker processes run on the parent's reactor, asyncio by default: the scheduled coroutine works there too."""
+    server = serve(SCHEDULED_APP, extra_args=["--workers", "2"])
+    wait_for_workers(server)
+    page.open(server.app_url())
+    page.get_by_role("button", name="Sleep").click()
+    page.wait_for_prop("status", "text", lambda text: text.startswith("slept on "))
 
 
 @pytest.mark.timeout(60)

@@ -39,6 +39,7 @@ from . import logs
 from .contexts import RequestContext
 from .extensions import Extensions
 from .files import ONE_YEAR, ContainedFile
+from .panel_apps import is_panel_document, panel_page
 from .protocol import SyncFactory
 from .sessions import DocumentBuildError, SessionManager
 
@@ -266,10 +267,14 @@ class AppResource(resource.Resource):
         return self._page_bundle
 
     def session_for(self, request: server.Request) -> defer.Deferred:
+        """Deferred session the request names (or a new one), its document built."""
         try:
             token = session_token_for(request, self.manager, self.session_settings)
         except HTTPRefusal:
             return defer.fail()
+        return self.session_for_token(token, request)
+
+    def session_for_token(self, token: str, request: server.Request) -> defer.Deferred:
         context = RequestContext.from_token(token, **request_facts(request))
         return self.manager.get_or_create(get_session_id(token), token, context)
 
@@ -281,8 +286,11 @@ class AppResource(resource.Resource):
 
 
     def _page(self, session: Any) -> str:
-        """The HTML page for ``session`` (what bokeh.embed.server's page function renders)."""
+        """The HTML page for ``session`` (what bokeh.embed.server's page function renders; Panel's page for a
+        Panel document, as panel serve renders it: panel_apps.py)."""
         doc = session.document
+        if is_panel_document(doc):
+            return panel_page(session, self.resources())
         item = RenderItem(token=session.token, roots=doc.roots, use_for_title=True)
         return html_page_for_render_items(self.page_bundle(), {}, [item], doc.title, template=doc.template,
                                           template_variables=doc.template_variables)

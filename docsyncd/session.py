@@ -207,6 +207,19 @@ class ServerSession:
         for connection in targets:
             connection.send_frames(frames)
 
+    def send_message(self, message: Any) -> None:
+        """Send a Bokeh message to every connection of the session."""
+        frames = wire.encode(message)
+        for connection in list(self._connections):
+            connection.send_frames(frames)
+
+    @property
+    def _subscribed_connections(self) -> list[Any]:
+        """Bokeh's ServerSession attribute that Panel writes held events to (panel_apps.SessionWriter)."""
+        from .panel_apps import SessionWriter
+
+        return [SessionWriter(self)] if self._connections else []
+
     def _session_callback_added(self, event: Any) -> None:
         self._callbacks.add(event.callback)
 

@@ -40,6 +40,7 @@ from .contexts import RequestContext
 from .custom_models import CustomModelError, process_custom_models
 from .extensions import Extensions
 from .files import ONE_YEAR, ContainedFile
+from .panel_apps import is_panel_document, panel_page
 from .protocol import SyncFactory
 from .sessions import DocumentBuildError, SessionManager
 
@@ -273,10 +274,14 @@ class AppResource(resource.Resource):
         return self._page_bundle
 
     def session_for(self, request: server.Request) -> defer.Deferred:
+        """Deferred session the request names (or a new one), its document built."""
         try:
             token = session_token_for(request, self.manager, self.session_settings)
         except HTTPRefusal:
             return defer.fail()
+        return self.session_for_token(token, request)
+
+    def session_for_token(self, token: str, request: server.Request) -> defer.Deferred:
         context = RequestContext.from_token(token, **request_facts(request))
         return self.manager.get_or_create(get_session_id(token), token, context)
 
@@ -288,9 +293,12 @@ class AppResource(resource.Resource):
 
 
     def _page(self, session: Any) -> str:
-        """The HTML page for ``session`` (what bokeh.embed.server's page function renders)."""
+        """The HTML page for ``session`` (what bokeh.embed.server's page function renders; Panel's page for a
+        Panel document, as panel serve renders it: panel_apps.py)."""
         doc = session.document
         self.custom_models.check(doc)
+        if is_panel_document(doc):
+            return panel_page(session, self.resources())
         item = RenderItem(token=session.token, roots=doc.roots, use_for_title=True)
         return html_page_for_render_items(self.page_bundle(), {}, [item], doc.title, template=doc.template,
                                           template_variables=doc.template_variables)

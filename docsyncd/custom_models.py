@@ -16,6 +16,14 @@ its public cache hook (``bokeh.util.compiler.set_cache_hook``), so the page
 bundle is assembled on the reactor thread without running node.  Pages wait
 for ``CustomModels.ready()``; other sessions carry on meanwhile.
 
+Bokeh finds an inline implementation's file through the class's module
+(``CustomModel.file``), and deletes a session's app modules when its document
+is destroyed, while the session's classes stay registered until another
+session defines them again; a lazy page (--workers) may then bundle a class
+whose module is gone.  ``custom_model_files_kept()``, around destroying a
+document, leaves a stand-in module (its name and ``__file__``, none of the
+session's objects) for such a class, while it is the registered one.
+
 A model whose source does not compile is logged once with the model's name and
 the compiler's first message (``CustomModelError``).  Its module is left empty
 in the bundle (BokehJS's ``register_models`` skips what a module does not
@@ -27,8 +35,11 @@ Tests: tests/test_custom_model_compiler.py; in Chromium tests/e2e/test_custom_mo
 
 from __future__ import annotations
 
+import contextlib
 import re
-from typing import Any, Callable, Hashable, Iterable
+import sys
+from types import ModuleType
+from typing import Any, Callable, Hashable, Iterable, Iterator
 
 from bokeh.core.has_props import HasProps
 from bokeh.document import Document
@@ -170,6 +181,27 @@ class CustomModels:
             error = self._failed.get(_key(model, model.implementation))
             if error is not None:
                 raise error
+
+
+_stand_ins: set[str] = set()
+
+
+@contextlib.contextmanager
+def custom_model_files_kept() -> Iterator[None]:
+    """Around destroying a document: a registered custom model class whose module Bokeh deleted gets a
+    stand-in module with the original ``__file__``; stand-ins of classes no longer registered are dropped."""
+    files = {cls.__module__: getattr(sys.modules.get(cls.__module__), "__file__", None)
+             for cls in custom_model_classes()}
+    yield
+    registered = {cls.__module__ for cls in custom_model_classes()}
+    for name in registered - sys.modules.keys():
+        if files.get(name):
+            stand_in = sys.modules[name] = ModuleType(name, "stands in for a deleted app module (custom_models.py)")
+            stand_in.__file__ = files[name]
+            _stand_ins.add(name)
+    for name in _stand_ins - registered:
+        _stand_ins.discard(name)
+        sys.modules.pop(name, None)
 
 
 def compile_in_this_thread(doc: Document) -> None:

@@ -27,6 +27,7 @@ from twisted.python.failure import Failure
 
 from . import logs, wire
 from .callbacks import SessionCallbacks, call_user, log_callback_failure
+from .custom_models import custom_model_files_kept
 from .store import IDocumentStore, MemoryStore, check_name
 
 log = Logger(observer=logs.observer)
@@ -237,4 +238,5 @@ class ServerSession:
                 log.failure("could not store published document {name} of app {app}", name=self.id, app=self.app_name)
         self.destroyed = True
         self._callbacks.remove_all()
-        self.document.destroy(self)
+        with custom_model_files_kept():  # Bokeh deletes the app's modules here: custom_models.py
+            self.document.destroy(self)

@@ -123,3 +123,33 @@ class FirstMessageTests(SynchronousTestCase):
                 "Type 'string' is not assignable to type 'number'.\n\nmore\n")
         self.assertEqual(first_message(text), "app.py:X.ts:2 - error TS2322: Type 'string' is not assignable to type 'number'.")
         self.assertEqual(first_message("  \n"), "the compiler gave no message")
+
+
+class ModuleFilesKeptTests(SynchronousTestCase):
+    def test_deleted_app_module_of_a_registered_class_gets_a_stand_in(self):
+        """When destroying a document deletes the module of a class that is still the registered one, a
+        stand-in module with its file takes its place (Bokeh's compiler reads the file through it), and it
+        goes once another class is registered instead."""
+        import sys
+        from types import ModuleType
+
+        from docsyncd import custom_models
+
+        name = "bokeh_app_test_stand_in"
+        module = sys.modules[name] = ModuleType(name)
+        module.__file__ = "/apps/tally.py"
+        self.addCleanup(sys.modules.pop, name, None)
+        tally = type("Tally", (), {"__implementation__": TypeScript("x"), "__module__": name})
+        registered = [tally]
+        self.patch(custom_models, "custom_model_classes", lambda: registered)
+
+        with custom_models.custom_model_files_kept():
+            del sys.modules[name]  # what Bokeh's Document.destroy does to an app's module
+        self.assertIsNot(sys.modules[name], module)
+        self.assertEqual(CustomModel(tally).file, "/apps/tally.py")
+        self.assertFalse(hasattr(sys.modules[name], "tally"))  # none of the session's objects
+
+        registered[:] = []  # another session's class replaced it
+        with custom_models.custom_model_files_kept():
+            pass
+        self.assertNotIn(name, sys.modules)

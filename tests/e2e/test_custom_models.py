@@ -26,18 +26,12 @@ EXTENSION_APP = APPS / "bell_ext_app.py"
 BROKEN = APPS / "custom_model_broken.py"
 EXTENSION_ENV = {"PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests" / "extension_package")])}
 COMPILE_TIMEOUT_MS = 90_000
-#: Lazy pages (--workers) list the model classes their process has seen, so not yet the app's before it
-#: built one of its documents; the panel branch's rehearsal (lazy.py: a document built before a process's
-#: first lazy page) makes them known there.  Until that is merged, the --workers variant may fail.
-LAZY_PAGES = "a lazy page's bundle lacks the app's own and extension models until its process built one document"
 
 
 @pytest.fixture
-def serve_compiled(compared_serve, request):
+def serve_compiled(compared_serve):
     """``compared_serve`` with time for bokeh serve, which compiles the app's custom models for every page
     (its readiness probe too)."""
-    if compared_serve.variant == "docsync-workers":
-        request.applymarker(pytest.mark.xfail(reason=LAZY_PAGES, strict=False))
 
     def _serve(app, **kwargs):
         return compared_serve(app, timeout=COMPILE_TIMEOUT_MS / 1000, **kwargs)

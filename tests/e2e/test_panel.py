@@ -140,3 +140,14 @@ def test_notifications(compared_serve, page):
     page.open(server.url)
     page.get_by_role("button", name="Notify").click()
     shows(page, "Saved!")
+
+
+@pytest.mark.docsync_only(reason="the example uses notifications, which bokeh serve app.py cannot show")
+def test_the_panel_example(serve, page):
+    """examples/panel_app.py: the URL sets the slider, the bound Markdown follows, and the async button's
+    callback ends in a notification."""
+    server = serve("panel_app.py", twistd_args=ASYNCIO)
+    page.open(server.app_url("frequency=5"))
+    shows(page, "y = sin(5 x + 0.0)")
+    page.get_by_role("button", name="Smooth it (slowly)").click()
+    shows(page, "Smoothed")

@@ -241,6 +241,9 @@ def run_html(args: argparse.Namespace) -> int:
     # Bokeh's own page template: an app's templates/ may link to its static/
     # files, which need the server.  Python callbacks cannot run here; the
     # help says so instead of Bokeh's warning.
+    if not doc.roots:  # Panel's .servable() adds roots only to a served document
+        raise CommandError(f"docsync html: the app {args.app} added nothing to its document outside a server "
+                           "(a Panel app's .servable() adds only when served; Panel's .save() writes its pages)")
     page = file_html(doc, INLINE, doc.title, suppress_callback_warning=True)
     write_output("html", args.output, page)
     return 0

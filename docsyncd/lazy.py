@@ -21,7 +21,8 @@ templates), since such a page may embed named roots.  That is decided from
 what the app does, not from its source: every document the app builds in this
 process is looked at (``sessions.sets_page_template``), and until one has been
 built, the first page rehearses the app once (``SessionManager.learn_page_template``:
-a document built for that request and discarded at once).  The rehearsal also
+a document built for that request and discarded at once: not the session
+itself, whose websocket a load balancer may send to another process or daemon).  The rehearsal also
 imports what the app imports, so the page's bundle lists the extensions
 (Panel) its models need.  Once any document of the app set a template, its
 pages stay eager; an app that sets one only for some requests gets lazy pages

@@ -176,7 +176,8 @@ class SessionManager:
             else:
                 d.errback(result)
 
-    async def _create(self, session_id: str, token: str, request: RequestContext) -> ServerSession:
+    async def _create(self, session_id: str, token: str, request: RequestContext,
+                      rehearsal: bool = False) -> ServerSession:
         started = self._clock.seconds()
         doc = Document()
         context = AppSessionContext(session_id, self.server_context, doc, request, token)
@@ -201,14 +202,18 @@ class SessionManager:
             await self._run_session_hooks("on_session_destroyed", context)
             self.app = LoadedApp(self.app.name, self.app.path, panel_application(self.application))
             self.application = self.app.application
-            return await self._create(session_id, token, request)
+            return await self._create(session_id, token, request, rehearsal)
         if stored is None:  # once one of the app's documents asked for its own page, all pages are eager
             self.sets_page_template = bool(self.sets_page_template) or sets_page_template(doc)
         session = ServerSession(session_id, doc, token, self._clock, self._reactor,
                                 store=self.store, app_name=self.app.name, published=stored is not None)
         context.attach(session)
-        self._sessions[session_id] = session
         self._contexts[session_id] = context
+        if rehearsal:  # not a session anyone uses: learn_page_template discards it at once
+            log.info("app {app} rehearsed in {ms:.1f} ms", app=self.app.name,
+                     ms=(self._clock.seconds() - started) * 1000)
+            return session
+        self._sessions[session_id] = session
         REGISTRY.count("docsync_sessions_created_total", app=self.app.name)
         REGISTRY.observe_build(self.app.name, self._clock.seconds() - started)
         log.info(
@@ -232,10 +237,10 @@ class SessionManager:
         if rehearsal is None:
             async def rehearse() -> None:
                 try:
-                    session = await self._create(generate_session_id(), token, request)
+                    session = await self._create(generate_session_id(), token, request, rehearsal=True)
                 except DocumentBuildError:
                     return  # the page's own build reports it
-                await self._discard(session, lambda s: True)
+                await self._discard(session, lambda s: True, counted=False)
 
             def done(result: Any) -> None:
                 self._rehearsal = None
@@ -294,7 +299,7 @@ class SessionManager:
         # The list goes with this frame, so one_collection's collection finds the sessions unreferenced.
         return defer.gatherResults([defer.Deferred.fromCoroutine(self._discard(s, still_wanted)) for s in sessions])
 
-    async def _discard(self, session: ServerSession, still_wanted) -> None:
+    async def _discard(self, session: ServerSession, still_wanted, counted: bool = True) -> None:
         def destroy_if_still_wanted() -> bool:
             # Someone may have connected while we waited for the lock.
             if not still_wanted(session):
@@ -307,5 +312,6 @@ class SessionManager:
         self._sessions.pop(session.id, None)
         context = self._contexts.pop(session.id)
         await self._run_session_hooks("on_session_destroyed", context)
-        REGISTRY.count("docsync_sessions_destroyed_total", app=self.app.name)
-        log.info("session {sid} of app {app} discarded", sid=session.id, app=self.app.name)
+        if counted:
+            REGISTRY.count("docsync_sessions_destroyed_total", app=self.app.name)
+            log.info("session {sid} of app {app} discarded", sid=session.id, app=self.app.name)

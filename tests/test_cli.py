@@ -532,3 +532,17 @@ def test_base_urls_for_listening_addresses():
     assert base_url(IPv6Address("TCP", "::1", 5006)) == "http://[::1]:5006"
     assert base_url(IPv4Address("TCP", "10.0.0.1", 443), secure=True) == "https://10.0.0.1:443"
     assert base_url(UNIXAddress(b"/run/docsync.sock")) is None
+
+
+def test_docsync_html_of_an_empty_document_says_why(tmp_path, capsys):
+    """An app that adds no root outside a server (Panel's .servable()) gets one line, not Bokeh's traceback."""
+    assert cli.main(["html", str(_empty_app(tmp_path)), "-o",
+                     str(tmp_path / "page.html")]) == 2
+    error = capsys.readouterr().err
+    assert "added nothing to its document" in error and "Traceback" not in error
+
+
+def _empty_app(tmp_path: Path) -> Path:
+    path = tmp_path / "empty.py"
+    path.write_text("from bokeh.io import curdoc\n")
+    return path

@@ -153,3 +153,4 @@ def test_docsync_html_inlines_the_extension(tmp_path, capsys):
     page = out.read_text()
     assert "window.docsync_fake_ext_loaded" in page
     assert "/static/extensions/" not in page
+

@@ -187,13 +187,15 @@ print(json.dumps({
     "plain_page": pages["pn_plain"],
     "decided": {name: server.managers[name].sets_page_template for name in pages},
     "templated_sessions": len(server.managers["pn_templated"].sessions),
+    "applications": [type(m.application).__module__ for m in server.managers.values()],
     "templated_page": pages["pn_templated"],
 }))
 """
 
 
 def test_panel_servable_and_templates(tmp_path):
-    """Panel documents get Panel's page, as panel serve renders it, so their pages are built at the GET:
+    """Panel apps run in Panel's Application and their documents get Panel's page, as under panel serve, so
+    their pages are built at the GET:
     ``.servable()`` of a layout (Panel's page, its CSS served locally) and of a template (the template, its title)."""
     import subprocess
     import sys
@@ -218,6 +220,7 @@ template.servable()
     assert 'href="static/extensions/panel/' in result["plain_page"]  # Panel's dist_url: no CDN
     assert result["decided"] == {"pn_plain": True, "pn_templated": True}
     assert result["templated_sessions"] == 1
+    assert result["applications"] == ["panel.io.application"] * 2  # Panel's Application, as panel serve runs
     assert "<title>Templated app</title>" in result["templated_page"] and "bootstrap" in result["templated_page"]
 
 

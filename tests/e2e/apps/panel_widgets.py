@@ -1,6 +1,7 @@
 """Panel features on one page (tests/e2e/test_panel.py): .servable(), widgets with pn.bind and param.watch,
-an async callback that awaits asyncio, periodic and onload callbacks, on_session_destroyed, URL query
-parameters through pn.state.location, notifications and a Bokeh figure."""
+an async callback that awaits asyncio, periodic and onload callbacks, on_session_destroyed (each session's
+id appended to the file $PANEL_DESTROYED_LOG), URL query parameters through pn.state.location and a Bokeh
+figure."""
 
 import asyncio
 import os
@@ -8,7 +9,7 @@ import os
 import panel as pn
 from bokeh.plotting import figure
 
-pn.extension(notifications=True)
+pn.extension()
 
 fig = figure(height=200, width=300, name="fig")
 fig.line([1, 2, 3], [4, 6, 5])
@@ -30,8 +31,6 @@ text.param.watch(echo, "value")
 
 ticks = pn.pane.Markdown("ticks 0", name="ticks")
 loaded = pn.pane.Markdown("not loaded", name="loaded")
-notify = pn.widgets.Button(name="Notify")
-notify.on_click(lambda event: pn.state.notifications.success("Saved!", duration=0))
 
 state = {"ticks": 0}
 
@@ -51,5 +50,5 @@ def destroyed(session_context, path=os.environ["PANEL_DESTROYED_LOG"]):
 
 pn.state.on_session_destroyed(destroyed)
 
-pn.Column("# Panel features", slider, bound, watched, text, echoed, ticks, loaded, notify,
+pn.Column("# Panel features", slider, bound, watched, text, echoed, ticks, loaded,
           pn.pane.Bokeh(fig)).servable(title="Panel features")

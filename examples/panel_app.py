@@ -1,6 +1,6 @@
 """A Panel (HoloViz) app, unchanged from what `panel serve` runs.
 
-    twistd -r asyncio -n docsync --app examples/panel_app.py    # http://localhost:5006/panel_app
+    twistd -n docsync --app examples/panel_app.py              # http://localhost:5006/panel_app
     panel serve examples/panel_app.py                          # the same app on Panel's server
 
 A template with a sidebar, widgets whose callbacks (pn.bind, an async one) redraw a Bokeh figure and a

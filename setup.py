@@ -21,7 +21,9 @@ setup(
         "bokeh>=3.4,<3.11",  # tested: 3.4.3, 3.9.2, 3.10 (README: Bokeh versions)
     ],
     extras_require={
-        "test": ["pytest", "pytest-timeout", "hypothesis", "playwright"],
+        # Panel and HoloViz: the tested range (tests/e2e/test_panel.py; README "Panel and HoloViz apps").
+        "test": ["pytest", "pytest-timeout", "hypothesis", "playwright", "bokeh-sampledata",
+                 "panel>=1.9,<1.10", "holoviews>=1.23,<1.24", "hvplot>=0.12,<0.13"],
         "bench": ["psutil"],
     },
     entry_points={"console_scripts": ["docsync = docsyncd.cli:main"]},

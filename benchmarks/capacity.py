@@ -275,12 +275,13 @@ async def ramp(server: ServerProcess, mode: str, plan: Plan, report=print) -> Ra
     return result
 
 
-def run_capacity(kinds: Iterable[str], modes: Iterable[str], plan: Plan, log_dir: Path, report=print) -> list[Ramp]:
+def run_capacity(kinds: Iterable[str], modes: Iterable[str], plan: Plan, log_dir: Path, report=print,
+                 reactor: str | None = None) -> list[Ramp]:
     """Every kind × mode on a freshly started server, one after another."""
     ramps = []
     for mode in modes:
         for kind in kinds:
-            with running_server(kind, APP, log_dir) as server:
+            with running_server(kind, APP, log_dir, reactor=reactor) as server:
                 ramps.append(asyncio.run(ramp(server, mode, plan, report)))
     return ramps
 

@@ -1,6 +1,6 @@
 """Run the benchmark set: docsyncd against ``bokeh serve``, alternating, one table.
 
-    python -m benchmarks.run [--quick] [--rounds K] [--only SCENARIO ...]
+    python -m benchmarks.run [--quick] [--rounds K] [--only SCENARIO ...] [--docsyncd-reactor NAME]
     python -m benchmarks.run --only capacity [--step-seconds S] [--max-users N] ...
 
 For every scenario, K rounds; in each round docsyncd then bokeh serve, each a
@@ -8,7 +8,8 @@ freshly started server (A B A B …), so both see the same machine minute by
 minute. Prints the Markdown table and writes it to benchmarks/results/latest.md
 (raw per-round figures to latest.json, server logs to results/logs/); a run
 with --only writes <scenario>[+<scenario>...].md and .json instead, so that it
-does not replace the full run's results.
+does not replace the full run's results; --docsyncd-reactor NAME adds
+"-NAME" to those names.
 """
 
 from __future__ import annotations
@@ -41,9 +42,11 @@ class ScenarioFailed(Exception):
     """A scenario raised; the message carries the server's log tail."""
 
 
-def run_round(scenario: Scenario, kind: str, sizes: Sizes, log_dir: Path = LOG_DIR) -> dict[str, float]:
-    """Start a fresh ``kind`` server for ``scenario.app``, run the scenario once, stop the server."""
-    with running_server(kind, scenario.app, log_dir) as server:
+def run_round(scenario: Scenario, kind: str, sizes: Sizes, log_dir: Path = LOG_DIR,
+              reactor: str | None = None) -> dict[str, float]:
+    """Start a fresh ``kind`` server for ``scenario.app`` (docsyncd on ``reactor``, None: its default),
+    run the scenario once, stop the server."""
+    with running_server(kind, scenario.app, log_dir, reactor=reactor) as server:
         try:
             return asyncio.run(asyncio.wait_for(scenario.run(server, sizes), ROUND_TIMEOUT))
         except Exception as exc:
@@ -54,7 +57,8 @@ def describe(values: dict[str, float]) -> str:
     return "  ".join(f"{key}={value:.4g}" for key, value in values.items())
 
 
-def run_all(scenarios: list[Scenario], kinds: tuple[str, ...], rounds: int, sizes: Sizes) -> RunResults:
+def run_all(scenarios: list[Scenario], kinds: tuple[str, ...], rounds: int, sizes: Sizes,
+            reactor: str | None = None) -> RunResults:
     results = RunResults()
     for scenario in scenarios:
         # A scenario with variants compares those (each whose server is among ``kinds``) instead.
@@ -67,7 +71,7 @@ def run_all(scenarios: list[Scenario], kinds: tuple[str, ...], rounds: int, size
                     continue
                 start = time.monotonic()
                 try:
-                    values = run_round(scenario, kind, sizes)
+                    values = run_round(scenario, kind, sizes, reactor=reactor)
                 except Exception as exc:  # one failed round must not lose the whole run
                     failures[kind] += 1
                     results.add(scenario.name, kind, None)
@@ -102,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--servers", nargs="+", choices=KINDS, default=list(KINDS),
                         help="servers to run (default: both)")
     capacity.add_options(parser)
+    parser.add_argument("--docsyncd-reactor", metavar="NAME",
+                        help="run docsyncd on this Twisted reactor (twist's --reactor, e.g. epoll); "
+                             "default: docsyncd's own, asyncio")
     args = parser.parse_args(argv)
     try:
         plan = capacity.plan_from(args, args.quick)
@@ -125,11 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     for old in LOG_DIR.glob("*.log"):
         old.unlink()
     started = time.monotonic()
-    results = run_all(scenarios, kinds, rounds, sizes)
+    results = run_all(scenarios, kinds, rounds, sizes, reactor=args.docsyncd_reactor)
     ramps = None
     if capacity.NAME in (args.only or ()):
         ramps = capacity.run_capacity(capacity.kinds_from(args, kinds), args.modes or capacity.MODES, plan, LOG_DIR,
-                                      report=lambda line: print(line, file=sys.stderr, flush=True))
+                                      report=lambda line: print(line, file=sys.stderr, flush=True),
+                                      reactor=args.docsyncd_reactor)
     minutes = (time.monotonic() - started) / 60
 
     header = [
@@ -147,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     text = render(results, scenarios, header) + ("\n" + capacity.markdown(ramps, plan) + "\n" if ramps else "")
     print(text)
     RESULTS_DIR.mkdir(exist_ok=True)
-    stem = "+".join(args.only) if args.only else "latest"
+    stem = ("+".join(args.only) if args.only else "latest") + (f"-{args.docsyncd_reactor}" if args.docsyncd_reactor else "")
     (RESULTS_DIR / f"{stem}.md").write_text(text)
     (RESULTS_DIR / f"{stem}.json").write_text(json.dumps(
         {"sizes": asdict(sizes), "rounds": rounds, "kinds": kinds, "results": results.rounds,

@@ -70,16 +70,21 @@ def base_kind(kind: str) -> str:
     return VARIANTS[kind][0] if kind in VARIANTS else kind
 
 
-def command(kind: str, app: Path, port: int) -> list[str]:
-    """The command line each server is started with (see benchmarks/README.md)."""
+def command(kind: str, app: Path, port: int, reactor: str | None = None) -> list[str]:
+    """The command line each server is started with (see benchmarks/README.md).
+
+    ``reactor`` is docsyncd's (twist's ``--reactor NAME``); None runs docsyncd's
+    default, the asyncio reactor.  bokeh serve always runs on Tornado's asyncio loop.
+    """
     if kind in VARIANTS:
         base, extra = VARIANTS[kind]
-        cmd = command(base, app, port)
+        cmd = command(base, app, port, reactor)
         return cmd[:-1] + extra + cmd[-1:] if base == "bokeh" else cmd + extra
     if kind == "docsyncd":
         # `python -m twisted` is `twist` (always foreground; it rejects twistd's -n),
         # and logs JSON unless told otherwise when its output is not a terminal
-        return [sys.executable, "-m", "twisted", "--log-format=text", "docsync",
+        chosen = ["--reactor", reactor] if reactor else []
+        return [sys.executable, "-m", "twisted", "--log-format=text", *chosen, "docsync",
                 "--port", str(port), "--address", HOST, "--app", str(app)]
     if kind == "bokeh":
         return [sys.executable, "-m", "bokeh", "serve", "--port", str(port), "--address", HOST, str(app)]
@@ -239,8 +244,10 @@ def _alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def running_server(kind: str, app: str | Path, log_dir: Path, ready_timeout: float = 60.0) -> Iterator[ServerProcess]:
-    """A fresh server of ``kind`` serving ``app`` (a file in benchmarks/apps or a path), stopped on exit."""
+def running_server(kind: str, app: str | Path, log_dir: Path, ready_timeout: float = 60.0,
+                   reactor: str | None = None) -> Iterator[ServerProcess]:
+    """A fresh server of ``kind`` serving ``app`` (a file in benchmarks/apps or a path), stopped on exit;
+    docsyncd on ``reactor`` (see ``command``)."""
     app_path = Path(app) if Path(app).is_absolute() else APPS_DIR / app
     log_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -250,7 +257,7 @@ def running_server(kind: str, app: str | Path, log_dir: Path, ready_timeout: flo
     if base_kind(kind) == "docsyncd":
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(command(kind, app_path, port), cwd=REPO_ROOT, env=env,
+        proc = subprocess.Popen(command(kind, app_path, port, reactor), cwd=REPO_ROOT, env=env,
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     server = ServerProcess(kind, app_path, port, proc, log_path, builds_path)
     try:

@@ -33,9 +33,10 @@ from .metrics import REGISTRY
 
 log = Logger(observer=logs.observer)
 
+#: Only reached when twistd's -r chose another reactor: docsync runs on asyncio otherwise (reactors.py).
 ASYNCIO_HINT = (
-    "this callback awaits asyncio, which needs the asyncio reactor: "
-    "start with `twistd -r asyncio -n docsync ...` (or use `docsync serve`)"
+    "this callback awaits asyncio, which needs the asyncio reactor: start twistd without -r "
+    "(docsync runs on asyncio by default) or with `twistd -r asyncio -n docsync ...`"
 )
 
 

@@ -57,10 +57,9 @@ class ServeOptions(tap.Options):
 
     synopsis = "Usage: docsync serve [options] APP [APP ...] [--args ARG ...]"
     require_app = True  # twistd docsync alone serves the empty app at / (docsyncd/tap.py)
-    longdesc = tap.Options.longdesc + (
-        " APP is an app path, as with --app. docsync serve runs in the foreground on the asyncio reactor "
-        "(so app coroutines may await asyncio), logs to stdout and prints the URLs it serves; SIGTERM or "
-        "Ctrl-C stops it cleanly. Errors in the command line or the apps: one line on stderr, exit status 2."
+    longdesc = tap.DESCRIPTION + (
+        ". APP is an app path, as with --app. docsync serve runs in the foreground, logs to stdout and prints "
+        "the URLs it serves; SIGTERM or Ctrl-C stops it cleanly. Errors in the command line or the apps: one line on stderr, exit status 2."
     )
 
 
@@ -110,20 +109,6 @@ def apps_as_options(argv: list[str], options: usage.Options) -> tuple[list[str],
     return result, None
 
 
-def _install_asyncio_reactor() -> Any:
-    """The asyncio reactor, installed now unless a reactor already runs this process."""
-    from twisted.internet import asyncioreactor
-    from twisted.internet.error import ReactorAlreadyInstalledError
-
-    try:
-        asyncioreactor.install()
-    except ReactorAlreadyInstalledError:
-        pass  # main() called by a program that chose its reactor already
-    from twisted.internet import reactor
-
-    return reactor
-
-
 def serve(argv: list[str]) -> int:
     """``docsync serve``: run the daemon in the foreground until SIGTERM or Ctrl-C."""
     options = ServeOptions()
@@ -135,7 +120,9 @@ def serve(argv: list[str]) -> int:
     if app_argv is not None:
         options["args"], options["app-argv"] = True, app_argv
 
-    reactor = _install_asyncio_reactor()
+    from .reactors import install_asyncio_reactor
+
+    reactor = install_asyncio_reactor()  # as twistd docsync does, unless the calling program chose one
     from twisted.application import service
     from twisted.internet.endpoints import serverFromString
     from twisted.logger import globalLogBeginner, textFileLogObserver
@@ -235,10 +222,19 @@ def run_html(args: argparse.Namespace) -> int:
     from bokeh.embed import file_html
     from bokeh.resources import INLINE
 
+    from .custom_models import CustomModelError, compile_in_this_thread
+
     doc = build_document("html", args.app, args.args, quiet_stdout=args.output == "-")
+    try:
+        compile_in_this_thread(doc)  # custom models, with a one-line error
+    except CustomModelError as e:
+        raise CommandError(f"docsync html: {e}") from None
     # Bokeh's own page template: an app's templates/ may link to its static/
     # files, which need the server.  Python callbacks cannot run here; the
     # help says so instead of Bokeh's warning.
+    if not doc.roots:  # Panel's .servable() adds roots only to a served document
+        raise CommandError(f"docsync html: the app {args.app} added nothing to its document outside a server "
+                           "(a Panel app's .servable() adds only when served; Panel's .save() writes its pages)")
     page = file_html(doc, INLINE, doc.title, suppress_callback_warning=True)
     write_output("html", args.output, page)
     return 0

@@ -8,7 +8,8 @@ when the real path is outside the real path of the folder it was made for.
 It lists no directories either (bokeh serve does not), and a NUL byte in a
 path is a 404 rather than an error.
 
-Used for ``/static/`` (BokehJS) and ``/<app>/static/`` (``web.py``).
+Used for ``/static/`` (BokehJS), ``/static/extensions/<name>/`` (``extensions.py``)
+and ``/<app>/static/`` (``web.py``).
 
 Tests: tests/test_files.py
 """
@@ -24,6 +25,9 @@ from twisted.web import resource, static
 from . import logs
 
 log = Logger(observer=logs.observer)
+
+#: Seconds a response whose URL carries a content hash or version may be cached.
+ONE_YEAR = 365 * 24 * 3600
 
 
 class ContainedFile(static.File):

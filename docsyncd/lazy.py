@@ -12,18 +12,27 @@ serve it, and nowhere else.
 
 What differs from an eager page: BokehJS places the document's roots in one
 element instead of one element per root, and takes the page title from the
-document once it arrives (the HTML starts with Bokeh's default title).  An
-app whose page needs its document (a custom template, which may embed named
-roots: ``templates/index.html`` in a directory app, or code that sets
-``curdoc().template`` or ``template_variables``) keeps eager creation.
+document once it arrives (the HTML starts with Bokeh's default title).
 
-Tests: tests/test_lazy.py
+An app whose page needs its document keeps eager creation: one that sets its
+own template or template variables (``templates/index.html`` of a directory
+app, ``doc.template`` set in the app or in a module it imports, Panel's
+templates), since such a page may embed named roots.  That is decided from
+what the app does, not from its source: every document the app builds in this
+process is looked at (``sessions.sets_page_template``), and until one has been
+built, the first page rehearses the app once (``SessionManager.learn_page_template``:
+a document built for that request and discarded at once: not the session
+itself, whose websocket a load balancer may send to another process or daemon).  The rehearsal also
+imports what the app imports, so the page's bundle lists the extensions
+(Panel) its models need.  Once any document of the app set a template, its
+pages stay eager; an app that sets one only for some requests gets lazy pages
+for the others.
+
+Tests: tests/test_lazy.py; in Chromium tests/e2e/test_panel.py (templates under --workers)
 """
 
 from __future__ import annotations
 
-import os
-import re
 from typing import Any
 
 from bokeh.embed.elements import html_page_for_render_items
@@ -33,38 +42,15 @@ from bokeh.util.token import get_session_id
 from twisted.internet import defer
 from twisted.web import server
 
-from .apps import LoadedApp
-from .web import AppResource, HTTPRefusal, _respond_later, session_token_for
-
-#: Source text that means an app sets its own page template.
-_TEMPLATE_USE = re.compile(r"\.template\b|template_variables")
+from .contexts import RequestContext
+from .web import AppResource, HTTPRefusal, _respond_later, request_facts, session_token_for
 
 
 class TokenOnly:
-    """What autoload.js needs of a session when none is built yet: its token."""
+    """What a lazy page and autoload.js need of a session that is not built yet: its token."""
 
     def __init__(self, token: str):
         self.token = token
-
-
-def sets_own_template(app: LoadedApp) -> bool:
-    """Whether ``app`` renders its page with its own template (which may embed named roots)."""
-    if not app.path:
-        return False  # the empty app at /
-    if os.path.isdir(app.path):
-        if os.path.exists(os.path.join(app.path, "templates", "index.html")):
-            return True
-        sources = [os.path.join(app.path, name) for name in sorted(os.listdir(app.path)) if name.endswith(".py")]
-    else:
-        sources = [app.path]
-    for path in sources:
-        try:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                if _TEMPLATE_USE.search(f.read()):
-                    return True
-        except OSError:
-            continue
-    return False
 
 
 def lazy_documents(options: Any) -> bool:
@@ -72,28 +58,37 @@ def lazy_documents(options: Any) -> bool:
     return bool(options.get("lazy-documents")) or options.get("workers") is not None
 
 
-def page_class(app: LoadedApp, options: Any) -> type[AppResource]:
-    """The page resource for ``app``: lazy when the options ask for it and the app allows it."""
-    if lazy_documents(options) and not sets_own_template(app):
-        return LazyAppResource
-    return AppResource
+def page_class(options: Any) -> type[AppResource]:
+    """The page resource the options ask for."""
+    return LazyAppResource if lazy_documents(options) else AppResource
 
 
 class LazyAppResource(AppResource):
-    """``/<app>`` rendered without building the document (see the module docstring)."""
+    """``/<app>`` rendered without building the document when the app's page does not need it (module docstring)."""
 
     def session_for(self, request: server.Request) -> defer.Deferred:
-        """The session's token only; autoload.js and the page need nothing else."""
+        """Deferred ``TokenOnly`` for an app that sets no page template, else the built session."""
         try:
             token = session_token_for(request, self.manager, self.session_settings)
         except HTTPRefusal:
             return defer.fail()
-        return defer.succeed(TokenOnly(token))
+
+        def decide(_: None) -> Any:
+            if self.manager.sets_page_template is False:
+                return TokenOnly(token)
+            return self.session_for_token(token, request)  # a template, or the rehearsal failed: eager
+
+        context = RequestContext.from_token(token, **request_facts(request))
+        return self.manager.learn_page_template(token, context).addCallback(decide)
 
     def render_GET(self, request: server.Request) -> int:
-        def render(session: TokenOnly) -> str:
+        def render(session: Any) -> Any:
+            if not isinstance(session, TokenOnly):
+                return session.with_document_locked(self._page, session)
             item = RenderItem(token=session.token, elementid=make_globally_unique_css_safe_id(), use_for_title=True)
             html = html_page_for_render_items(self.page_bundle(), {}, [item], None)
             return self.protect_if_published(html, request, get_session_id(session.token))
 
-        return _respond_later(request, self.session_for(request).addCallback(render), b"text/html; charset=utf-8")
+        d = self.session_for(request).addCallback(
+            lambda session: self.custom_models.ready().addCallback(lambda _: render(session)))
+        return _respond_later(request, d, b"text/html; charset=utf-8")

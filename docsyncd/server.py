@@ -108,7 +108,7 @@ def build_site(apps: list[LoadedApp], options: Any, reactor: Any,
         else:
             from .lazy import page_class  # --lazy-documents, --workers: lazy.py
 
-            page = page_class(app, options)(*page_args)
+            page = page_class(options)(*page_args)
         pages.append((manager, url))
         page.putChild(b"published", PublishedList(manager, url))
         if at_root:  # the app's page and its ws, autoload.js, metadata and published at /

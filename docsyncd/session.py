@@ -34,6 +34,7 @@ from twisted.python.failure import Failure
 from . import logs, wire
 from .apps import app_label
 from .callbacks import SessionCallbacks, call_user, log_callback_failure
+from .custom_models import custom_model_files_kept
 from .publishing import PublishPolicy, PublishRefused, viewer_refusal
 from .store import IDocumentStore, MemoryStore, check_name
 
@@ -339,6 +340,19 @@ class ServerSession:
         for connection in targets:
             connection.send_frames(frames)
 
+    def send_message(self, message: Any) -> None:
+        """Send a Bokeh message to every connection of the session."""
+        frames = wire.encode(message)
+        for connection in list(self._connections):
+            connection.send_frames(frames)
+
+    @property
+    def _subscribed_connections(self) -> list[Any]:
+        """Bokeh's ServerSession attribute that Panel writes held events to (panel_apps.SessionWriter)."""
+        from .panel_apps import SessionWriter
+
+        return [SessionWriter(self)] if self._connections else []
+
     def _session_callback_added(self, event: Any) -> None:
         self._callbacks.add(event.callback)
 
@@ -357,7 +371,8 @@ class ServerSession:
             self.run_in_thread = runner
         self.destroyed = True
         self._callbacks.remove_all()
-        self.document.destroy(self)
+        with custom_model_files_kept():  # Bokeh deletes the app's modules here: custom_models.py
+            self.document.destroy(self)
 
 
 def _run_in_place(f: Callable[[], Any]) -> defer.Deferred:

@@ -21,16 +21,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from bokeh.core.templates import FILE
 from bokeh.document import Document
+from bokeh.util.token import generate_session_id
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from . import logs
 from .apps import LoadedApp, document_build_errors, session_hook
 from .callbacks import call_user
 from .contexts import AppServerContext, AppSessionContext, RequestContext
 from .metrics import REGISTRY
+from .panel_apps import is_panel_application, is_panel_document, panel_application
 from .session import ServerSession
 from .publishing import PublishPolicy
 from .store import IDocumentStore, MemoryStore, Published, is_name
@@ -77,6 +81,17 @@ def one_collection() -> Iterator[None]:
             gc.collect()
 
 
+def sets_page_template(doc: Document) -> bool:
+    """Whether ``doc`` asks for its own page: a template other than Bokeh's page, or template variables.
+
+    Set however the app likes: ``templates/index.html`` of a directory app,
+    ``curdoc().template`` in the app or in a module it imports, Panel's
+    templates.  Such a page may embed named roots, so it needs the document
+    (lazy.py); so does the page of a Panel document (panel_apps.py).
+    """
+    return doc.template is not FILE or bool(doc.template_variables) or is_panel_document(doc)
+
+
 class SessionManager:
     """Creates, finds and discards the sessions of one app."""
 
@@ -93,10 +108,20 @@ class SessionManager:
         self._sessions: dict[str, ServerSession] = {}
         self._contexts: dict[str, AppSessionContext] = {}
         self._waiting: dict[str, list[defer.Deferred]] = {}
+        #: Whether a document of the app built here asked for its own page (None: none built yet).
+        self.sets_page_template: bool | None = None
+        self._rehearsal: defer.Deferred | None = None
 
     @property
     def sessions(self) -> list[ServerSession]:
         return list(self._sessions.values())
+
+    @property
+    def url(self) -> str:
+        """The app's route, without ``--prefix``, as Bokeh's ``ApplicationContext.url`` (Panel reads ``_url``)."""
+        return f"/{self.app.name}"
+
+    _url = url
 
     @property
     def building(self) -> int:
@@ -136,6 +161,7 @@ class SessionManager:
                 log.failure("error while discarding the sessions of {label}", app=self.app.name, label=self.app.label)
             self.server_unloaded()
             self.app, self.application = app, app.application
+            self.sets_page_template = None  # new code: learnt again from its documents
             self.server_loaded()
 
         return defer.Deferred.fromCoroutine(replace())
@@ -165,7 +191,8 @@ class SessionManager:
             else:
                 d.errback(result)
 
-    async def _create(self, session_id: str, token: str, request: RequestContext) -> ServerSession:
+    async def _create(self, session_id: str, token: str, request: RequestContext,
+                      rehearsal: bool = False) -> ServerSession:
         started = self._clock.seconds()
         doc = Document()
         context = AppSessionContext(session_id, self.server_context, doc, request, token)
@@ -185,12 +212,25 @@ class SessionManager:
         if errors:
             await self._run_session_hooks("on_session_destroyed", context)
             raise DocumentBuildError("; ".join(errors))
+        if stored is None and is_panel_document(doc) and not is_panel_application(self.application):
+            # A Panel app: served from now on as panel serve serves it, this session included (panel_apps.py).
+            ServerSession(session_id, doc, token, self._clock, self._reactor, app_name=self.app.name).destroy()
+            await self._run_session_hooks("on_session_destroyed", context)
+            self.app = LoadedApp(self.app.name, self.app.path, panel_application(self.application))
+            self.application = self.app.application
+            return await self._create(session_id, token, request, rehearsal)
+        if stored is None:  # once one of the app's documents asked for its own page, all pages are eager
+            self.sets_page_template = bool(self.sets_page_template) or sets_page_template(doc)
         session = ServerSession(session_id, doc, token, self._clock, self._reactor,
                                 store=self.store, app_name=self.app.name, published=stored is not None,
                                 owner=entry.owner if entry is not None else None, policy=self.policy)
         context.attach(session)
-        self._sessions[session_id] = session
         self._contexts[session_id] = context
+        if rehearsal:  # not a session anyone uses: learn_page_template discards it at once
+            log.info("app {app} rehearsed in {ms:.1f} ms", app=self.app.name,
+                     ms=(self._clock.seconds() - started) * 1000)
+            return session
+        self._sessions[session_id] = session
         REGISTRY.count("docsync_sessions_created_total", app=self.app.name)
         REGISTRY.observe_build(self.app.name, self._clock.seconds() - started)
         log.info(
@@ -198,6 +238,37 @@ class SessionManager:
             sid=session_id, app=self.app.name, label=self.app.label, ms=(self._clock.seconds() - started) * 1000,
         )
         return session
+
+    def learn_page_template(self, token: str, request: RequestContext) -> defer.Deferred:
+        """Deferred None once ``sets_page_template`` is known, after one rehearsal if no document was built yet.
+
+        The rehearsal runs the app for ``request`` as a session of its own
+        (with its hooks, so the app and Panel clean up after it) and discards
+        it at once: what the app does, its imports and model classes
+        included, is then known in this process.  Concurrent callers share
+        one rehearsal; a rehearsal that fails leaves the answer unknown.
+        """
+        if self.sets_page_template is not None:
+            return defer.succeed(None)
+        rehearsal = self._rehearsal
+        if rehearsal is None:
+            async def rehearse() -> None:
+                try:
+                    session = await self._create(generate_session_id(), token, request, rehearsal=True)
+                except DocumentBuildError:
+                    return  # the page's own build reports it
+                await self._discard(session, lambda s: True, counted=False)
+
+            def done(result: Any) -> None:
+                self._rehearsal = None
+                if isinstance(result, Failure):
+                    log.failure("error while rehearsing app {app}", result, app=self.app.name)
+
+            rehearsal = self._rehearsal = defer.Deferred.fromCoroutine(rehearse())
+            rehearsal.addBoth(done)
+        waiter: defer.Deferred = defer.Deferred()
+        rehearsal.addBoth(lambda _: waiter.callback(None))
+        return waiter
 
     # -- published documents -------------------------------------------------
 
@@ -258,7 +329,8 @@ class SessionManager:
         return defer.gatherResults([defer.Deferred.fromCoroutine(self._discard(s, still_wanted, grace))
                                     for s in sessions])
 
-    async def _discard(self, session: ServerSession, still_wanted, grace: float | None = None) -> None:
+    async def _discard(self, session: ServerSession, still_wanted, grace: float | None = None,
+                       counted: bool = True) -> None:
         def destroy_if_still_wanted() -> bool:
             # Someone may have connected while we waited for the lock.
             if not still_wanted(session):
@@ -282,5 +354,6 @@ class SessionManager:
         self._sessions.pop(session.id, None)
         context = self._contexts.pop(session.id)
         await self._run_session_hooks("on_session_destroyed", context)
-        REGISTRY.count("docsync_sessions_destroyed_total", app=self.app.name)
-        log.info("session {sid} of {label} discarded", sid=session.id, app=self.app.name, label=self.app.label)
+        if counted:
+            REGISTRY.count("docsync_sessions_destroyed_total", app=self.app.name)
+            log.info("session {sid} of {label} discarded", sid=session.id, app=self.app.name, label=self.app.label)

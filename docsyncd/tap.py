@@ -19,7 +19,7 @@ from twisted.application import service
 from twisted.logger import Logger
 from twisted.python import usage
 
-from . import logs
+from . import logs, reactors
 from .guard_options import GuardOptions
 from .listeners import add_listeners
 
@@ -33,16 +33,21 @@ def escape_endpoint(value: str) -> str:
     return value.replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
 
 
+#: What both ``twistd docsync --help`` and ``docsync serve --help`` say first.
+DESCRIPTION = (
+    "Serve Bokeh applications (a .py module or a directory with main.py), "
+    "each at /<name>, keeping every session's document in sync with BokehJS "
+    "over a websocket. Times are in milliseconds, as in `bokeh serve`. Runs on the asyncio reactor, "
+    "so app coroutines may await asyncio"
+)
+
+
 class Options(GuardOptions, usage.Options):  # proxy, access and limit options: guard_options.py
     synopsis = "[options] [--app PATH ...] [--args ARG ...]"
     #: Whether at least one --app is required; without one, twistd docsync serves
     #: the empty app at / (as bokeh serve without files), for clients to push to.
     require_app = False
-    longdesc = (
-        "Serve Bokeh applications (a .py module or a directory with main.py), "
-        "each at /<name>, keeping every session's document in sync with BokehJS "
-        "over a websocket. Times are in milliseconds, as in `bokeh serve`."
-    )
+    longdesc = DESCRIPTION + ", unless twistd's -r (given before `docsync`) names another reactor."
 
     optParameters = [
         ["port", "p", DEFAULT_PORT, "TCP port to listen on (sugar for --listen tcp:PORT).", int],
@@ -125,6 +130,8 @@ class Options(GuardOptions, usage.Options):  # proxy, access and limit options: 
             raise usage.UsageError(f"unexpected argument {argv[0]!r}; apps are given with --app, their arguments after --args")
 
     def postOptions(self) -> None:
+        if getattr(self, "parent", None) is not None:  # a subcommand of twistd or twist: reactors.py
+            reactors.install_asyncio_reactor()
         if not self["apps"] and self.require_app:
             raise usage.UsageError("give at least one app with --app PATH (a .py module or a directory with main.py)")
         from .bokeh_settings import apply_bokeh_settings  # BOKEH_* and DOCSYNC_* defaults: one place
@@ -227,7 +234,7 @@ def exit_zero_on_sigterm(reactor: Any) -> None:
 
 
 def makeService(options: Options) -> service.MultiService:
-    from twisted.internet import reactor
+    from twisted.internet import reactor  # installed by postOptions: reactors.py
 
     top = make_service(options, reactor)
     # After Twisted installed its signal handlers, replace the SIGTERM one.

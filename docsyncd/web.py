@@ -38,7 +38,10 @@ from twisted.web.util import Redirect
 from . import logs
 from .routing import BadArgument, argument, target_arguments
 from .contexts import RequestContext
-from .files import ContainedFile
+from .custom_models import CustomModelError, process_custom_models
+from .extensions import Extensions
+from .files import ONE_YEAR, ContainedFile
+from .panel_apps import is_panel_document, panel_page
 from .protocol import SyncFactory, SyncResource
 from .publishing import page_policy
 from .security import OriginPolicy, TokenPolicy
@@ -51,7 +54,6 @@ TEMPLATES = os.path.join(os.path.dirname(__file__), "templates")
 #: Element ids autoload.js accepts: what ``bokeh.embed.server_document`` makes
 #: (``make_globally_unique_css_safe_id``: a letter, then letters, digits and '-').
 ELEMENT_ID = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,127}")
-ONE_YEAR = 365 * 24 * 3600
 
 
 class SessionSettings:
@@ -179,7 +181,10 @@ class StaticFiles:
         return f"{path}?v={version}" if version else path
 
     def resource(self) -> resource.Resource:
-        return CachedFile(self.directory)
+        """``/static/``: BokehJS, and Bokeh's extensions under ``/static/extensions/`` (extensions.py)."""
+        files = CachedFile(self.directory)
+        files.putChild(b"extensions", Extensions())
+        return files
 
 
 class CachedFile(ContainedFile):
@@ -223,6 +228,9 @@ def _respond_later(request: server.Request, d: defer.Deferred, content_type: byt
             log.warn("refused {method} {uri}: {reason}", method=_text(request.method), uri=_text(request.uri),
                      reason=failure.value.reason)
             page = ErrorPage(failure.value.code, http.RESPONSES.get(failure.value.code, b"").decode(), failure.value.reason)
+        elif failure.check(CustomModelError):
+            log.error("not serving {uri}: {error}", uri=_text(request.uri), error=failure.value)
+            page = ErrorPage(http.INTERNAL_SERVER_ERROR, "Custom model did not compile", str(failure.value))
         elif failure.check(DocumentBuildError):
             log.error("app failed to build a document for {uri}: {error}", uri=_text(request.uri), error=failure.value)
             page = ErrorPage(http.INTERNAL_SERVER_ERROR, "Error running the app", str(failure.value))
@@ -256,8 +264,9 @@ class AppResource(resource.Resource):
         self.putChild(b"metadata", Metadata(self))
         if manager.app.static_path:
             self.putChild(b"static", ContainedFile(manager.app.static_path))  # no escape by symlink: files.py
+        self.custom_models = process_custom_models()
         self._page_bundle: tuple[str, str] = ("", "")
-        self._page_bundle_models = -1
+        self._page_bundle_models: tuple[int, int] = (-1, -1)
 
     def getChild(self, name: bytes, request: server.Request) -> resource.Resource:
         if name == b"":
@@ -278,25 +287,31 @@ class AppResource(resource.Resource):
 
         Bundling walks every model class Bokeh knows, looking for extensions
         and custom models: about half the cost of rendering a page, and the
-        same answer for every visitor until app code defines a new model class.
+        same answer for every visitor until app code defines a new model class
+        or a custom model's compilation finishes (custom_models.py; call after
+        ``custom_models.ready()``, so that Bokeh runs no compiler here).
         """
-        models = len(HasProps.model_class_reverse_map)
+        models = (len(HasProps.model_class_reverse_map), self.custom_models.generation)
         if models != self._page_bundle_models:
             self._page_bundle = tuple(bundle_for_objs_and_resources(None, self.resources()))
             self._page_bundle_models = models
         return self._page_bundle
 
     def session_for(self, request: server.Request) -> defer.Deferred:
+        """Deferred session the request names (or a new one), its document built."""
         try:
             token = session_token_for(request, self.manager, self.session_settings)
         except HTTPRefusal:
             return defer.fail()
+        return self.session_for_token(token, request)
+
+    def session_for_token(self, token: str, request: server.Request) -> defer.Deferred:
         context = RequestContext.from_token(token, **request_facts(request))
         return self.manager.get_or_create(get_session_id(token), token, context)
 
     def render_GET(self, request: server.Request) -> int:
         def render(session: Any) -> defer.Deferred:
-            d = session.with_document_locked(self._page, session)
+            d = self.custom_models.ready().addCallback(lambda _: session.with_document_locked(self._page, session))
             return d.addCallback(self.protect_if_published, request, session.id)
 
         return _respond_later(request, self.session_for(request).addCallback(render), b"text/html; charset=utf-8")
@@ -308,8 +323,12 @@ class AppResource(resource.Resource):
         return html
 
     def _page(self, session: Any) -> str:
-        """The HTML page for ``session`` (what bokeh.embed.server's page function renders)."""
+        """The HTML page for ``session`` (what bokeh.embed.server's page function renders; Panel's page for a
+        Panel document, as panel serve renders it: panel_apps.py)."""
         doc = session.document
+        self.custom_models.check(doc)
+        if is_panel_document(doc):
+            return panel_page(session, self.resources())
         item = RenderItem(token=session.token, roots=doc.roots, use_for_title=True)
         return html_page_for_render_items(self.page_bundle(), {}, [item], doc.title, template=doc.template,
                                           template_variables=doc.template_variables)
@@ -378,7 +397,9 @@ class AutoloadJs(resource.Resource):
             bundle.add(Script(script_for_render_items({}, items, app_path=app_path, absolute_url=absolute_url)))
             return AUTOLOAD_JS.render(bundle=bundle, elementid=element_id)
 
-        return _respond_later(request, self.app.session_for(request).addCallback(render), b"application/javascript")
+        d = self.app.session_for(request).addCallback(lambda session: self.app.custom_models.ready().addCallback(
+            lambda _: render(session)))
+        return _respond_later(request, d, b"application/javascript")
 
 
 class Metadata(resource.Resource):

@@ -45,7 +45,7 @@ from twisted.protocols.basic import Int32StringReceiver
 from twisted.python import threadable
 from zope.interface import implementer
 
-from . import logs, routing
+from . import logs, reactors, routing
 from .metrics import REGISTRY
 from .workers import CONNECTION_HEADER, METRICS_INTERVAL, MSG_ACK, MSG_CONNECTION, MSG_METRICS, MSG_READY
 
@@ -60,7 +60,7 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--worker-index", type=int, required=True)
     parser.add_argument("--worker-count", type=int, required=True)
     parser.add_argument("--control-fd", type=int, required=True)
-    parser.add_argument("--reactor", choices=["default", "asyncio"], default="default")
+    parser.add_argument("--reactor", choices=[reactors.DEFAULT, reactors.ASYNCIO], default=reactors.DEFAULT)
     at = argv.index("--") if "--" in argv else len(argv)
     args, rest = parser.parse_args(argv[:at]), argv[at + 1:]
     if not 0 <= args.worker_index < args.worker_count:
@@ -70,10 +70,8 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     args, docsync_argv = _parse(list(sys.argv[1:] if argv is None else argv))
-    if args.reactor == "asyncio":
-        from twisted.internet import asyncioreactor
-
-        asyncioreactor.install()
+    if args.reactor == reactors.ASYNCIO:
+        reactors.install_asyncio_reactor()
     from twisted.internet import reactor
     from twisted.logger import globalLogBeginner
     from twisted.python import usage

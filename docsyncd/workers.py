@@ -68,7 +68,7 @@ from twisted.logger import LogLevel, Logger, eventFromJSON
 from twisted.protocols.basic import Int32StringReceiver
 from twisted.python import usage
 
-from . import logs, routing
+from . import logs, reactors, routing
 from .listeners import add_listeners
 from .metrics import Registry
 
@@ -116,12 +116,6 @@ def check_worker_options(options: usage.Options) -> None:
             raise usage.UsageError(
                 f"--workers routes each connection by its HTTP request, which it cannot read inside TLS "
                 f"(--listen {endpoint}): terminate TLS in nginx (etc/nginx/docsyncd-hash.conf) or run without --workers")
-
-
-def _reactor_name(reactor: Any) -> str:
-    from twisted.internet import asyncioreactor
-
-    return "asyncio" if isinstance(reactor, asyncioreactor.AsyncioSelectorReactor) else "default"
 
 
 def _package_root() -> str:
@@ -653,7 +647,7 @@ def make_supervisor_service(options: usage.Options, reactor: Any) -> service.Mul
 
     count = worker_count(options["workers"])
     argv = list(options["argv"])
-    reactor_name = _reactor_name(reactor)
+    reactor_name = reactors.reactor_name(reactor)
 
     def worker_argv(index: int, control_fd: int) -> list[str]:
         return [sys.executable, "-m", "docsyncd.worker", "--worker-index", str(index), "--worker-count", str(count),

@@ -187,3 +187,14 @@ def test_capacity_tables():
     assert rows["largest passing N, sleep clicks"].endswith("| 10 | 0 |  |")  # no ratio against zero
     assert "| 7.0 | 90.0 |" in rows["sleep clicks move the others' p99 by (ms)"]  # 12-5 at N=10; 130-40 at its first step
     assert f"≤ {FULL.p99_ms:g} ms" in table
+
+
+def test_round_trip_on_another_reactor(tmp_path):
+    """`--docsyncd-reactor epoll` starts docsyncd with twist's `--reactor epoll` (which twist honours:
+    tests/test_reactors.py); the round trip works on it."""
+    with running_server("docsyncd", SCENARIOS["round_trip"].app, tmp_path, reactor="epoll") as server:
+        with ThreadPoolExecutor(1) as worker:
+            values = worker.submit(asyncio.run, SCENARIOS["round_trip"].run(server, SMOKE)).result()
+        argv = server.proc.args
+    assert argv[argv.index("docsync") - 2:argv.index("docsync")] == ["--reactor", "epoll"]
+    assert values["p50"] > 0

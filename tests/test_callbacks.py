@@ -79,13 +79,14 @@ class CallUserTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(result), "late")
 
     def test_asyncio_needs_asyncio_reactor(self):
-        """A coroutine awaiting asyncio under a non-asyncio reactor fails with advice to use ``-r asyncio``."""
+        """A coroutine awaiting asyncio under another reactor (twistd -r) fails with advice to drop -r or use ``-r asyncio``."""
 
         async def sleeps():
             await asyncio.sleep(1)
 
         failure = self.failureResultOf(call_user(sleeps), RuntimeError)
         self.assertIn(ASYNCIO_HINT, str(failure.value))
+        self.assertIn("without -r", str(failure.value))
         self.assertIn("twistd -r asyncio", str(failure.value))
 
     def test_non_coroutine_awaitable_needs_asyncio_reactor(self):

@@ -393,6 +393,26 @@ def test_html_is_a_standalone_page(tmp_path):
     assert len(page) > 500_000  # BokehJS is in it
 
 
+def test_html_with_a_custom_model_that_does_not_compile(tmp_path):
+    """`docsync html` on an app whose custom model's TypeScript has an error: one line naming the model and
+    the compiler's first message, exit status 2 (Bokeh itself would print the whole output and exit 1)."""
+    broken = REPO / "tests" / "e2e" / "apps" / "custom_model_broken.py"
+    result = docsync("html", str(broken), "-o", str(tmp_path / "page.html"), timeout=120)
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("docsync html: custom model Broken (") and "did not compile" in line, line
+    assert "error TS2322: Type 'string' is not assignable to type 'number'." in line, line
+    assert not (tmp_path / "page.html").exists()
+
+
+def test_html_with_a_custom_model(tmp_path):
+    """`docsync html` on examples/custom_model.py puts the compiled Tally model in the page."""
+    out = tmp_path / "custom.html"
+    result = docsync("html", str(REPO / "examples" / "custom_model.py"), "-o", str(out), timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "register_plugin" in out.read_text() and "TallyView" in out.read_text()
+
+
 # Run in its own process: a Playwright already running in this one (the e2e
 # tests' session browser) would make a second sync_playwright() fail.
 OFFLINE_CHECK = """
@@ -552,3 +572,17 @@ def test_base_urls_for_listening_addresses():
     assert base_url(IPv6Address("TCP", "::1", 5006)) == "http://[::1]:5006"
     assert base_url(IPv4Address("TCP", "10.0.0.1", 443), secure=True) == "https://10.0.0.1:443"
     assert base_url(UNIXAddress(b"/run/docsync.sock")) is None
+
+
+def test_docsync_html_of_an_empty_document_says_why(tmp_path, capsys):
+    """An app that adds no root outside a server (Panel's .servable()) gets one line, not Bokeh's traceback."""
+    assert cli.main(["html", str(_empty_app(tmp_path)), "-o",
+                     str(tmp_path / "page.html")]) == 2
+    error = capsys.readouterr().err
+    assert "added nothing to its document" in error and "Traceback" not in error
+
+
+def _empty_app(tmp_path: Path) -> Path:
+    path = tmp_path / "empty.py"
+    path.write_text("from bokeh.io import curdoc\n")
+    return path

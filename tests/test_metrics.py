@@ -97,6 +97,9 @@ class OptionTests(SynchronousTestCase):
         """--log-format json makes twistd log JSON lines through docsyncd.logs.json_observer."""
         from twisted.scripts.twistd import ServerOptions
 
+        from docsyncd import reactors
+
+        self.patch(reactors, "install_asyncio_reactor", lambda: None)  # this test process keeps its reactor
         config = ServerOptions()
         config.parseOptions(["-n", "docsync", "--app", "x.py", "--log-format", "json"])
         from docsyncd.logs import json_observer

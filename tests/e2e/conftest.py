@@ -19,8 +19,8 @@ import re
 
 import pytest
 
-from e2e_support import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, PAGE_TIMEOUT_MS, BokehPage, ServerProcess,
-                         free_port, start_process, start_server, wait_until)
+from e2e_support import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, PAGE_TIMEOUT_MS, START_TIMEOUT, BokehPage, ServerProcess,
+                         free_port, start_process, start_server, wait_for_workers, wait_until)
 
 __all__ = ["free_port", "wait_until"]
 
@@ -135,6 +135,41 @@ def module_serve(server_kind, tmp_path_factory):
             started[key] = start_server(key[0], app, log_dir, extra_args, env)
         return started[key]
 
+    yield _serve
+    _stop_all_and_check(list(started.values()))
+
+
+#: The servers a comparison test runs on, by name: (kind, arguments): docsyncd in one process, docsyncd
+#: with two workers (one document per session, lazy pages), and the reference, bokeh serve.
+COMPARED_SERVERS = {
+    "docsync": ("docsync", []),
+    "docsync-workers": ("docsync", ["--workers", "2"]),
+    "bokeh": ("bokeh", []),
+}
+
+
+@pytest.fixture(scope="module", params=list(COMPARED_SERVERS))
+def compared_serve(request, tmp_path_factory):
+    """Factory, once per server of ``COMPARED_SERVERS``: ``compared_serve(app, extra_args, env)`` starts the
+    app on that server (the same app and arguments again: the same server, for the whole module).
+
+    ``compared_serve.variant`` names the server; each server it started is stopped, and must exit 0, at
+    the end of the module.  A test using it runs on every server, so both servers must agree.
+    """
+    kind, server_args = COMPARED_SERVERS[request.param]
+    started: dict[tuple, ServerProcess] = {}
+
+    def _serve(app, extra_args=(), env=None, twistd_args=(), timeout=START_TIMEOUT):
+        key = (str(app), tuple(extra_args), tuple(sorted((env or {}).items())), tuple(twistd_args))
+        if key not in started:
+            server = start_server(kind, app, tmp_path_factory.mktemp("server"), [*server_args, *extra_args], env,
+                                  twistd_args=twistd_args if kind == "docsync" else (), timeout=timeout)
+            started[key] = server
+            if "--workers" in server_args:
+                wait_for_workers(server)
+        return started[key]
+
+    _serve.variant = request.param
     yield _serve
     _stop_all_and_check(list(started.values()))
 

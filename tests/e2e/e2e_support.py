@@ -68,7 +68,7 @@ class ServerProcess:
     """A running docsyncd or bokeh serve, with its log captured to a file."""
 
     def __init__(self, kind: str, app_path: Path, port: int, proc: subprocess.Popen,
-                 log_path: Path, log_file):
+                 log_path: Path, log_file, prefix: str = ""):
         self.kind = kind
         self.app_path = app_path
         self.app_name = app_path.stem if app_path.is_file() else app_path.name
@@ -79,7 +79,8 @@ class ServerProcess:
         # localhost, not 127.0.0.1: both servers' default websocket origin
         # allowlist is localhost:<port>.
         self.base_url = f"http://localhost:{port}"
-        self.url = f"{self.base_url}/{self.app_name}"
+        self.prefix = prefix  # --prefix, as both servers take it
+        self.url = f"{self.base_url}{prefix}/{self.app_name}"
         self.returncode: int | None = None
 
     def app_url(self, query: str = "") -> str:
@@ -132,7 +133,7 @@ def start_server(kind: str, app: str | Path, log_dir: Path, extra_args: list[str
                  twistd_args: list[str] = ()) -> ServerProcess:
     """Start a server for one app and wait until GET /<app> answers 200.
 
-    ``twistd_args`` go before the ``docsync`` subcommand (``-r asyncio``).
+    ``twistd_args`` go before the ``docsync`` subcommand (``-r epoll``).
     """
     app_path = Path(app)
     if not app_path.is_absolute():
@@ -148,13 +149,15 @@ def start_server(kind: str, app: str | Path, log_dir: Path, extra_args: list[str
     full_env["PYTHONUNBUFFERED"] = "1"
     full_env.update(env or {})
 
-    cmd = server_command(kind, app_path, port, list(extra_args), log_dir, list(twistd_args))
+    extra_args = list(extra_args)
+    prefix = extra_args[extra_args.index("--prefix") + 1].rstrip("/") if "--prefix" in extra_args else ""
+    cmd = server_command(kind, app_path, port, extra_args, log_dir, list(twistd_args))
     log_file = open(log_path, "w+", encoding="utf-8")
     log_file.write("$ " + " ".join(cmd) + "\n")
     log_file.flush()
     proc = subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=log_file, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL)
-    server = ServerProcess(kind, app_path, port, proc, log_path, log_file)
+    server = ServerProcess(kind, app_path, port, proc, log_path, log_file, prefix)
     _ALL_SERVERS.append(server)
 
     deadline = time.monotonic() + timeout
@@ -166,7 +169,8 @@ def start_server(kind: str, app: str | Path, log_dir: Path, extra_args: list[str
                         f"log:\n{server.log_tail()}")
         if _port_open(port):
             try:
-                with urllib.request.urlopen(server.url, timeout=2) as resp:
+                # up to the deadline: a page may take long (bokeh serve compiles custom models per page)
+                with urllib.request.urlopen(server.url, timeout=max(2.0, deadline - time.monotonic())) as resp:
                     if resp.status == 200:
                         return server
                     last_error = f"HTTP {resp.status}"
@@ -182,6 +186,12 @@ def start_server(kind: str, app: str | Path, log_dir: Path, extra_args: list[str
 
 
 _ALL_SERVERS: list[ServerProcess] = []
+
+
+def wait_for_workers(server: ServerProcess, count: int = 2, timeout: float = 30) -> None:
+    """Wait until a ``--workers`` daemon's log says that ``count`` workers serve."""
+    wait_until(lambda: server.log_text().count(") is serving") >= count, timeout=timeout,
+               message=f"{count} workers serving")
 
 
 @atexit.register

@@ -4,17 +4,45 @@ from pathlib import Path
 
 import pytest
 
-from e2e_support import wait_until
+from e2e_support import wait_for_workers, wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.docsync_only(reason="bokeh serve drops async on_click handlers")]
+pytestmark = [pytest.mark.e2e]
 
-APP = Path(__file__).parent / "apps" / "asyncio_app.py"
+APPS = Path(__file__).parent / "apps"
+APP = APPS / "asyncio_app.py"
+SCHEDULED_APP = APPS / "asyncio_scheduled_app.py"
+ASYNC_ON_CLICK = "bokeh serve drops async on_click handlers"
 
 
 @pytest.mark.timeout(60)
-def test_asyncio_coroutine_runs_under_asyncio_reactor(serve, page):
-    """Under `twistd -r asyncio`, an async on_click handler that awaits asyncio.sleep finishes and its change reaches the browser."""
-    server = serve(APP, twistd_args=["-r", "asyncio"])
+def test_scheduled_coroutine_awaits_asyncio_without_flags(serve, page, server_kind):
+    """A click that schedules a coroutine awaiting asyncio.sleep(0.3) updates the page, under plain
+    `twistd -n docsync` (no -r) as under bokeh serve."""
+    server = serve(SCHEDULED_APP)
+    page.open(server.app_url())
+    page.get_by_role("button", name="Sleep").click()
+    page.wait_for_prop("status", "text", lambda text: text.startswith("slept on "))
+    if server_kind == "docsync":
+        assert "AsyncioSelectorReactor" in server.log_text()
+        assert "asyncio reactor" not in server.log_text()  # no advice was needed
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.docsync_only(reason="--workers")
+def test_scheduled_coroutine_awaits_asyncio_in_worker_processes(serve, page):
+    """Worker processes run on the parent's reactor, asyncio by default: the scheduled coroutine works there too."""
+    server = serve(SCHEDULED_APP, extra_args=["--workers", "2"])
+    wait_for_workers(server)
+    page.open(server.app_url())
+    page.get_by_role("button", name="Sleep").click()
+    page.wait_for_prop("status", "text", lambda text: text.startswith("slept on "))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.docsync_only(reason=ASYNC_ON_CLICK)
+def test_async_on_click_awaits_asyncio_without_flags(serve, page):
+    """With no -r option, an async on_click handler that awaits asyncio.sleep finishes and its change reaches the browser."""
+    server = serve(APP)
     page.open(server.app_url())
     page.get_by_role("button", name="Wait").click()
     page.wait_for_prop("status", "text", "slept with asyncio")
@@ -22,15 +50,16 @@ def test_asyncio_coroutine_runs_under_asyncio_reactor(serve, page):
 
 
 @pytest.mark.timeout(60)
-def test_asyncio_coroutine_under_default_reactor_explains_itself(serve, page):
-    """Under the default reactor, a handler awaiting asyncio logs that the asyncio reactor is needed, and the session goes on."""
-    server = serve(APP)
+@pytest.mark.docsync_only(reason="twistd's -r")
+def test_other_reactor_chosen_with_r_explains_itself(serve, page):
+    """Under `twistd -r epoll`, a coroutine awaiting asyncio logs that the asyncio reactor is needed, and the session goes on."""
+    server = serve(SCHEDULED_APP, twistd_args=["-r", "epoll"])
     page.open(server.app_url())
-    page.get_by_role("button", name="Wait").click()
-    wait_until(lambda: "twistd -r asyncio" in server.log_text(), message="the asyncio hint in the log")
-    page.get_by_role("button", name="Count").click()
-    page.wait_for_prop("counter", "text", "1")
-    assert page.get("status", "text") == "idle"
+    page.get_by_role("button", name="Sleep").click()
+    wait_until(lambda: "needs the asyncio reactor" in server.log_text(), message="the asyncio hint in the log")
+    assert "EPollReactor" in server.log_text()
+    page.get_by_role("button", name="Sleep").click()  # the session still answers
+    wait_until(lambda: server.log_text().count("needs the asyncio reactor") >= 2, message="the second click's hint")
 
 
 @pytest.mark.timeout(60)

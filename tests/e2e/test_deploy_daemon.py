@@ -67,8 +67,9 @@ def test_daemon_mode_forks_writes_pidfile_and_stops_on_sigterm(tmp_path, pidfile
     wait_until(lambda: not alive(pid) and not pidfile.exists(), timeout=20,
                message=lambda: f"the daemon to exit and remove its pidfile; log:\n{logfile.read_text()}")
     log = logfile.read_text()
+    # (not "Main loop terminated.": only Twisted's own reactors log that, not the asyncio one docsync runs on)
     for line in ("SIGTERM received", "of app press_me discarded", "all sessions discarded and apps unloaded",
-                 "Main loop terminated.", "Server Shut Down."):
+                 "Server Shut Down."):
         assert line in log, f"{line!r} not in the log:\n{log}"
     assert "Traceback" not in log, log
 

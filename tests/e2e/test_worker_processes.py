@@ -15,7 +15,7 @@ from benchmarks.wsclient import ConnectionClosed, http_get
 from bokeh.util.token import get_session_id
 
 from docsyncd import routing
-from e2e_support import TWISTD_CMD, free_port, start_process, wait_until
+from e2e_support import TWISTD_CMD, free_port, start_process, wait_for_workers, wait_until
 from workers_support import (connect, created, created_in_worker, page_token, run, shares_one_document,
                              worker_pids)
 
@@ -26,8 +26,7 @@ APP = Path(__file__).parent / "apps" / "workers_app.py"
 
 def start(serve):
     server = serve(APP, extra_args=["--workers", "2"])
-    wait_until(lambda: len(re.findall(r"worker \d \(pid \d+\) is serving", server.log_text())) == 2,
-               timeout=30, message="both workers serving")
+    wait_for_workers(server)
     return server
 
 

@@ -1,0 +1,7 @@
+"""A Bokeh extension package that only the URL lookup of tests/test_extensions.py imports."""
+
+from bokeh.models import Div
+
+
+class UnimportedExtensionDiv(Div):
+    """Registers this package as an extension with Bokeh once imported."""

@@ -1,0 +1,1 @@
+/* docsync_unimported_ext */

@@ -83,7 +83,8 @@ class Options(GuardOptions, usage.Options):  # proxy, access and limit options: 
         ["show", None, "Open each app in a web browser once the server listens."],
         ["args", None, "Every argument after this one becomes the apps' sys.argv[1:]."],
         ["lazy-documents", None, "Build a session's document when its websocket opens, not at the page GET "
-                                 "(apps with their own template stay eager): docsyncd/lazy.py."],
+                                 "(pages that need their document stay eager: templates, wherever the app sets them, and "
+                                 "Panel's pages): docsyncd/lazy.py."],
         ["no-bokeh-tuning", None, "Run Bokeh's model internals exactly as shipped, without docsyncd's "
                                   "leaner replacements (docsyncd/bokeh_tuning.py)."],
     ]

@@ -18,13 +18,15 @@ from pathlib import Path
 import pytest
 
 from e2e_support import wait_until
+from workers_support import created
 
 pytestmark = pytest.mark.e2e
 
 APPS = Path(__file__).parent / "apps"
 ASYNCIO = ["-r", "asyncio"]
-#: Sessions without connections end after half a second, so on_session_destroyed runs within the test.
-QUICK_EXPIRY = ["--unused-session-lifetime", "500", "--check-unused-sessions", "300"]
+#: Sessions without connections end after three seconds (time enough for a page to load Panel's scripts and
+#: connect), so on_session_destroyed runs within the test.
+QUICK_EXPIRY = ["--unused-session-lifetime", "3000", "--check-unused-sessions", "500"]
 
 _FIND_JS = """(arg) => [...Bokeh.documents[0].all_models].filter((m) => m.type === arg.type
                  && Object.entries(arg.props ?? {}).every(([k, v]) => m[k] === v))"""
@@ -43,6 +45,14 @@ def shows(page, text: str, timeout: float = 10) -> None:
 
 def page_title(page) -> str:
     return page.page.title()
+
+
+def one_document_per_session(compared_serve, server) -> None:
+    """docsyncd (one process or --workers) built each session's document once (its log says so)."""
+    if compared_serve.variant == "bokeh":
+        return
+    wait_until(lambda: created(server.log_text()), message="a session created in the log")
+    assert set(created(server.log_text()).values()) == {1}, created(server.log_text())
 
 
 @pytest.fixture(scope="module")
@@ -68,15 +78,18 @@ def test_servable_widgets_callbacks_and_location(compared_serve, page, destroyed
     wait_until(lambda: re.search(r"[?&]count=8\b", page.page.url), message="count=8 in the page's URL")
     set_model(page, "panel.models.widgets.TextInput", "value", "hello")
     shows(page, "async hello")
-    ticks = [int(page.get_by_text(re.compile(r"^ticks \d+$")).first.inner_text().split()[1])]
-    wait_until(lambda: int(page.get_by_text(re.compile(r"^ticks \d+$")).first.inner_text().split()[1]) > ticks[0] + 2,
-               message="the periodic callback ticking")
+    def ticks() -> int:
+        return int(page.get_by_text(re.compile(r"^ticks \d+$")).first.inner_text().split()[1])
+
+    first = ticks()
+    wait_until(lambda: ticks() > first + 2, message="the periodic callback ticking")
     assert page.get("fig", "type") == "Figure"
     assert page_title(page) == "Panel features"
     if compared_serve.variant == "bokeh":
         shows(page, "not loaded")  # bokeh serve app.py does not run Panel's Application: no document_ready hook
     else:
         shows(page, "loaded")
+    one_document_per_session(compared_serve, server)
     lines_before = len(destroyed_log.read_text().splitlines())
     page.page.close()
     wait_until(lambda: len(destroyed_log.read_text().splitlines()) > lines_before, timeout=15,
@@ -127,6 +140,7 @@ def test_template_tabulator_holoviews_and_hvplot(compared_serve, page):
         shows(page, f"x_range {new_range[0]:.1f} {new_range[1]:.1f}")
     figures = page.page.evaluate(f"() => ({_FIND_JS})({{type: 'Figure'}}).length")
     assert figures == 2  # the DynamicMap's and hvPlot's
+    one_document_per_session(compared_serve, server)
 
 
 def test_notifications(compared_serve, page):

@@ -23,7 +23,7 @@ therefore looked up among installed packages: if a package of that name is
 a Bokeh extension (has ``bokeh.ext.json``), it is imported and Bokeh's walk
 runs again.  Nothing else is ever imported because of a URL.
 
-Tests: tests/test_extensions.py; in Chromium (Panel, --prefix, --workers)
+Tests: tests/test_extension_files.py, tests/e2e/test_extensions.py; in Chromium (Panel, --prefix, --workers)
 tests/e2e/test_panel.py
 """
 

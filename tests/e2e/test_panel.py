@@ -6,8 +6,8 @@ and they must agree; where ``bokeh serve app.py`` lacks what ``panel serve``
 adds (Panel's Application and page: onload callbacks, notifications), the test
 says so and docsyncd is held to panel serve's behaviour (docsyncd/panel_apps.py).
 
-docsyncd runs with ``-r asyncio`` here because the apps' async callbacks await
-asyncio (the asyncio reactor becomes the default in another change).
+docsyncd runs without ``-r``: the apps' async callbacks await asyncio, which is
+docsyncd's default reactor, as a Panel user's command line would be.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from workers_support import created
 pytestmark = pytest.mark.e2e
 
 APPS = Path(__file__).parent / "apps"
-ASYNCIO = ["-r", "asyncio"]
 #: Sessions without connections end after three seconds (time enough for a page to load Panel's scripts and
 #: connect), so on_session_destroyed runs within the test.
 QUICK_EXPIRY = ["--unused-session-lifetime", "3000", "--check-unused-sessions", "500"]
@@ -67,8 +66,7 @@ def test_servable_widgets_callbacks_and_location(compared_serve, page, destroyed
     pn.bind and param.watch callbacks answer a slider; an async callback awaiting asyncio answers a text
     input; a periodic callback ticks; the Bokeh figure renders; onload runs (Panel's Application: not under
     bokeh serve app.py); and on_session_destroyed runs once the page is gone."""
-    server = compared_serve(APPS / "panel_widgets.py", QUICK_EXPIRY, env={"PANEL_DESTROYED_LOG": str(destroyed_log)},
-                            twistd_args=ASYNCIO)
+    server = compared_serve(APPS / "panel_widgets.py", QUICK_EXPIRY, env={"PANEL_DESTROYED_LOG": str(destroyed_log)})
     page.open(server.app_url("count=6"))
     for text in ("bound 6", "watched 6"):
         shows(page, text)
@@ -101,7 +99,7 @@ def test_template_tabulator_holoviews_and_hvplot(compared_serve, page):
     at the page GET); a Tabulator cell edited in the browser reaches Python's on_edit; zooming the
     DynamicMap's plot makes its RangeXY stream recompute in Python (not under bokeh serve app.py, which
     runs no Panel Application); the hvPlot plot renders."""
-    server = compared_serve(APPS / "panel_template.py", twistd_args=ASYNCIO)
+    server = compared_serve(APPS / "panel_template.py")
     response = page.open(server.url)
     assert page_title(page) == "Panel template app"
     html = response.text()
@@ -146,7 +144,7 @@ def test_template_tabulator_holoviews_and_hvplot(compared_serve, page):
 def test_notifications(compared_serve, page):
     """pn.state.notifications shows a toast in the page when Python asks; bokeh serve app.py renders no
     page at all for an app with notifications (Panel's Notyf script is not in Bokeh's page)."""
-    server = compared_serve(APPS / "panel_notify.py", twistd_args=ASYNCIO)
+    server = compared_serve(APPS / "panel_notify.py")
     if compared_serve.variant == "bokeh":
         with page.page.expect_console_message(lambda message: "Notyf is not defined" in message.text):
             page.page.goto(server.url)
@@ -160,7 +158,7 @@ def test_notifications(compared_serve, page):
 def test_the_panel_example(serve, page):
     """examples/panel_app.py: the URL sets the slider, the bound Markdown follows, and the async button's
     callback ends in a notification."""
-    server = serve("panel_app.py", twistd_args=ASYNCIO)
+    server = serve("panel_app.py")
     page.open(server.app_url("frequency=5"))
     shows(page, "y = sin(5 x + 0.0)")
     page.get_by_role("button", name="Smooth it (slowly)").click()

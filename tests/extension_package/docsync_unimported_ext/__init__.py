@@ -1,4 +1,4 @@
-"""A Bokeh extension package that only the URL lookup of tests/test_extensions.py imports."""
+"""A Bokeh extension package that only the URL lookup of tests/test_extension_files.py imports."""
 
 from bokeh.models import Div
 

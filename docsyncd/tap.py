@@ -57,7 +57,7 @@ class Options(GuardOptions, usage.Options):  # proxy, access and limit options: 
         ["check-unused-sessions", None, 17000, "How often to look for unused sessions, in ms.", int],
         ["unused-session-lifetime", None, 15000, "How long a session without connections lives, in ms.", int],
         ["shutdown-grace", None, 5000, "On SIGTERM, ms a session's callbacks may keep running before they are "
-                                       "cancelled and the session destroyed anyway.", int],
+                                       "cancelled and the session destroyed anyway (0: at once).", int],
         ["session-token-expiration", None, 300, "Seconds a page's session token may wait before its websocket opens.", int],
         ["session-ids", None, None, "unsigned; signed with DOCSYNC_SECRET_KEY (BOKEH_SECRET_KEY also read); or "
                                     "external-signed: signed, and only ids made elsewhere are accepted (default: "
@@ -140,9 +140,10 @@ class Options(GuardOptions, usage.Options):  # proxy, access and limit options: 
         apply_bokeh_settings(self)
         if self["store"] not in (None, "memory"):
             self["store"] = os.path.abspath(os.path.expanduser(self["store"]))  # before twistd changes directory
-        for name in ("keep-alive", "shutdown-grace"):
-            if self[name] < 0:
-                raise usage.UsageError(f"--{name} must be 0 (off) or a positive number of milliseconds")
+        if self["keep-alive"] < 0:
+            raise usage.UsageError("--keep-alive must be 0 (off) or a positive number of milliseconds")
+        if self["shutdown-grace"] < 0:
+            raise usage.UsageError("--shutdown-grace must be 0 (cancel at once) or a positive number of milliseconds")
         for name in ("check-unused-sessions", "unused-session-lifetime", "session-token-expiration",
                      "websocket-max-message-size"):
             if self[name] <= 0:

@@ -118,6 +118,8 @@ class OptionsTests(SynchronousTestCase):
                      "websocket-max-message-size"):
             self.assert_usage_error(["--app", "a.py", f"--{name}", "0"], f"--{name} must be a positive number")
         self.assertEqual(parse("--app", "a.py", "--keep-alive", "0")["keep-alive"], 0)
+        self.assert_usage_error(["--app", "a.py", "--shutdown-grace", "-1"], "--shutdown-grace must be 0 (cancel at once)")
+        self.assertEqual(parse("--app", "a.py", "--shutdown-grace", "0")["shutdown-grace"], 0)
 
     def test_not_a_number(self):
         """A non-numeric value for a numeric option is a usage error."""

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import os
 import re
+import site
 import sys
+import sysconfig
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,3 +153,20 @@ def load_apps(paths: list[str], argv: list[str]) -> list[LoadedApp]:
         raise SystemExit(f"docsync: two apps would be served at /{duplicates[0]}; rename one of them")
     return apps
 
+
+def _installation_directories() -> tuple[str, ...]:
+    paths = {sysconfig.get_path(name) for name in ("stdlib", "platstdlib", "purelib", "platlib")}
+    paths.update(site.getsitepackages() + [site.getusersitepackages()])
+    return tuple(os.path.realpath(p) + os.sep for p in paths if p)
+
+
+_INSTALLATION = _installation_directories()
+_DOCSYNCD = os.path.dirname(os.path.realpath(__file__)) + os.sep
+
+
+def is_users_file(path: str) -> bool:
+    """Whether a source file is the user's own: outside the Python installation (its standard library and
+    site-packages) and outside docsyncd.  ``--dev`` watches these (dev.py); an error raised in one is the
+    app's, not the client's (protocol.py)."""
+    path = os.path.realpath(path)
+    return not path.startswith(_INSTALLATION) and not path.startswith(_DOCSYNCD)

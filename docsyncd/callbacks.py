@@ -18,6 +18,7 @@ Tests: tests/test_callbacks.py
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import functools
 import inspect
 from typing import Any, Callable
@@ -57,11 +58,62 @@ def _explain_asyncio(failure):
     return failure
 
 
+class AwaitingDeferreds(collections.abc.Coroutine):
+    """A coroutine, as an asyncio Task runs it, that may await Twisted Deferreds as well as asyncio futures.
+
+    Under the asyncio reactor a user's coroutine runs as an asyncio Task (so that
+    ``asyncio.timeout``, ``wait_for`` and libraries that ask for the current task
+    work), but a Task refuses what ``await deferred`` yields (the Deferred itself:
+    "Task got bad yield").  This wrapper hands the Task a future in its place,
+    done when the Deferred fires; the Task then resumes the coroutine, whose
+    ``Deferred.__await__`` returns the Deferred's result or raises its failure.
+    Cancelling the Task cancels the Deferred it waits for.
+    """
+
+    def __init__(self, coroutine: Any, loop: asyncio.AbstractEventLoop):
+        self._coroutine = coroutine
+        self._loop = loop
+        self.__qualname__ = getattr(coroutine, "__qualname__", type(coroutine).__qualname__)
+
+    def send(self, value: Any) -> Any:
+        return self._future_for(self._coroutine.send(value))
+
+    def throw(self, *exception: Any) -> Any:
+        return self._future_for(self._coroutine.throw(*exception))
+
+    def close(self) -> None:
+        self._coroutine.close()
+
+    def __await__(self) -> Any:
+        return (yield from self._coroutine.__await__())
+
+    def _future_for(self, yielded: Any) -> Any:
+        if not isinstance(yielded, defer.Deferred):
+            return yielded
+        future = self._loop.create_future()
+
+        def fired(result: Any) -> Any:
+            if not future.done():
+                future.set_result(None)
+            return result  # the coroutine's await reads it from the Deferred
+
+        def done(future: asyncio.Future) -> None:
+            if future.cancelled():
+                yielded.addErrback(lambda _: None)  # the coroutine is told by the Task, not by this Deferred
+                yielded.cancel()
+
+        yielded.addBoth(fired)
+        future.add_done_callback(done)
+        future._asyncio_future_blocking = True  # what asyncio's own futures say when awaited
+        return future
+
+
 def as_deferred(result: Any) -> defer.Deferred:
     """Wrap whatever user code returned in a Deferred, awaiting coroutines.
 
     A coroutine runs as a Deferred under Twisted's reactors; under the asyncio
-    reactor it runs as an asyncio Task so that it may await asyncio futures.
+    reactor it runs as an asyncio Task so that it may await asyncio futures,
+    and Deferreds too (``AwaitingDeferreds``).
     An awaitable that resolves to another awaitable (an ``async def`` hook
     called through Bokeh's ``async`` handler methods) is awaited in turn.
     """
@@ -69,6 +121,8 @@ def as_deferred(result: Any) -> defer.Deferred:
         return result.addCallback(_resolve_nested)
     if inspect.isawaitable(result):
         if _asyncio_reactor_running():
+            if inspect.iscoroutine(result):
+                result = AwaitingDeferreds(result, asyncio.get_event_loop())
             d = defer.Deferred.fromFuture(asyncio.ensure_future(result))
         elif inspect.iscoroutine(result):
             d = defer.Deferred.fromCoroutine(result).addErrback(_explain_asyncio)

@@ -34,9 +34,7 @@ from __future__ import annotations
 
 import json
 import os
-import site
 import sys
-import sysconfig
 from html import escape
 from typing import Any, Callable
 
@@ -74,16 +72,6 @@ def watched_files(path: str) -> list[str]:
     return found
 
 
-def _installation_directories() -> tuple[str, ...]:
-    paths = {sysconfig.get_path(name) for name in ("stdlib", "platstdlib", "purelib", "platlib")}
-    paths.update(site.getsitepackages() + [site.getusersitepackages()])
-    return tuple(os.path.realpath(p) + os.sep for p in paths if p)
-
-
-_INSTALLATION = _installation_directories()
-_DOCSYNCD = os.path.dirname(os.path.realpath(__file__)) + os.sep
-
-
 def user_modules() -> dict[str, str]:
     """Modules imported from outside the Python installation (its standard library and site-packages), by
     name, with their source file: what the apps imported of their own.  docsyncd's modules, and whatever the
@@ -94,7 +82,7 @@ def user_modules() -> dict[str, str]:
         if not filename or name in apps.PROCESS_MODULES:
             continue
         path = os.path.realpath(filename)
-        if not path.startswith(_INSTALLATION) and not path.startswith(_DOCSYNCD):
+        if apps.is_users_file(path):
             found[name] = path
     return found
 

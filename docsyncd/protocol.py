@@ -21,8 +21,9 @@ from autobahn.websocket.types import ConnectionDeny
 from bokeh.util.token import get_session_id
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from . import logs, wire
+from . import apps, logs, wire
 from .compression import MIN_SIZE, Compression, Deflate, deflated
 from .contexts import RequestContext
 from .limits import BackpressureMixin
@@ -44,6 +45,12 @@ CLOSE_GOING_AWAY = 1001
 #: What a message that cannot be applied raises (bad references, wrong values, a refused publish):
 #: the client's mistake, answered with ERROR and one warning line.
 REFUSED_MESSAGE_ERRORS = (PublishRefused,) + wire.WIRE_ERRORS + (AttributeError, RuntimeError)
+
+
+def raised_in_users_code(failure: Failure) -> bool:
+    """Whether the error passed through the app's own code (a callback run by the message): then it is the
+    app's fault and is logged with its traceback, as bokeh serve logs it, whatever its type."""
+    return any(apps.is_users_file(filename) for _, filename, *_ in failure.frames)
 
 
 def peer_ip(peer: str) -> str:
@@ -282,7 +289,7 @@ class SyncProtocol(BackpressureMixin, QuietFrameWriter):  # slow clients: limits
         """An ERROR reply, and one warning line; a traceback only for what is not the message's fault."""
         error = f"{failure.type.__name__}: {failure.getErrorMessage()}"
         sid = self.session.id if self.session is not None else "-"
-        if failure.check(*REFUSED_MESSAGE_ERRORS):
+        if failure.check(*REFUSED_MESSAGE_ERRORS) and not raised_in_users_code(failure):
             log.warn("could not apply {msgtype} from {peer} (session {sid}): {error}", msgtype=message.msgtype,
                      peer=self.peer, sid=sid, error=error)
         else:

@@ -14,7 +14,8 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from docsyncd import callbacks
-from docsyncd.callbacks import ASYNCIO_HINT, SessionCallbacks, accept_coroutine_callbacks, call_user
+from docsyncd.callbacks import (ASYNCIO_HINT, AwaitingDeferreds, SessionCallbacks, accept_coroutine_callbacks,
+                                call_user)
 
 from unit_support import ThreadRecordingReactor
 
@@ -119,6 +120,59 @@ def timeout(f, timeout_ms=1000):
 
 def next_tick(f):
     return NextTickCallback(f, callback_id="next-tick")
+
+
+class AwaitingDeferredsTests(SynchronousTestCase):
+    """Under the asyncio reactor a user's coroutine is an asyncio Task that may await Deferreds too."""
+
+    def setUp(self):
+        self.loop = asyncio.new_event_loop()
+        self.addCleanup(self.loop.close)
+
+    def run_task(self, coroutine):
+        return self.loop.run_until_complete(self.loop.create_task(AwaitingDeferreds(coroutine, self.loop)))
+
+    def test_deferred_and_asyncio_awaited_in_one_task(self):
+        """A coroutine awaits asyncio, a Deferred's result and asyncio again, inside a Task (what asyncio.timeout
+        and wait_for need)."""
+        d = defer.Deferred()
+
+        async def both():
+            await asyncio.sleep(0)
+            value = await d
+            await asyncio.wait_for(asyncio.sleep(0), 5)
+            self.assertIsNotNone(asyncio.current_task())
+            return value + 1
+
+        self.loop.call_soon(d.callback, 41)
+        self.assertEqual(self.run_task(both()), 42)
+
+    def test_deferred_failure_raises_in_the_coroutine(self):
+        """A Deferred's failure is raised at its await, where the coroutine may catch it."""
+        d = defer.Deferred()
+
+        async def catching():
+            try:
+                await d
+            except ValueError as e:
+                return f"caught {e}"
+
+        self.loop.call_soon(d.errback, ValueError("backend down"))
+        self.assertEqual(self.run_task(catching()), "caught backend down")
+
+    def test_cancelling_the_task_cancels_the_deferred(self):
+        """Cancelling the Task (shutdown's grace period ran out) cancels the Deferred it waits for."""
+        cancelled = []
+        d = defer.Deferred(lambda _: cancelled.append(True))
+
+        async def waiting():
+            await d
+
+        task = self.loop.create_task(AwaitingDeferreds(waiting(), self.loop))
+        self.loop.call_soon(task.cancel)
+        with self.assertRaises(asyncio.CancelledError):
+            self.loop.run_until_complete(task)
+        self.assertEqual(cancelled, [True])
 
 
 class SessionCallbacksTests(SynchronousTestCase):

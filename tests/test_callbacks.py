@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from bokeh.document import Document
 from bokeh.events import ButtonClick
@@ -123,14 +124,23 @@ def next_tick(f):
 
 
 class AwaitingDeferredsTests(SynchronousTestCase):
-    """Under the asyncio reactor a user's coroutine is an asyncio Task that may await Deferreds too."""
+    """Under the asyncio reactor a user's coroutine is an asyncio Task that may await Deferreds too.
+
+    Each test runs its event loop in a thread of its own: in a whole-suite run Playwright's sync API keeps
+    an asyncio loop marked running in pytest's main thread.
+    """
 
     def setUp(self):
         self.loop = asyncio.new_event_loop()
         self.addCleanup(self.loop.close)
 
+    def in_loop_thread(self, f):
+        with ThreadPoolExecutor(1) as worker:
+            return worker.submit(f).result()
+
     def run_task(self, coroutine):
-        return self.loop.run_until_complete(self.loop.create_task(AwaitingDeferreds(coroutine, self.loop)))
+        task = self.loop.create_task(AwaitingDeferreds(coroutine, self.loop))
+        return self.in_loop_thread(lambda: self.loop.run_until_complete(task))
 
     def test_deferred_and_asyncio_awaited_in_one_task(self):
         """A coroutine awaits asyncio, a Deferred's result and asyncio again, inside a Task (what asyncio.timeout
@@ -171,7 +181,7 @@ class AwaitingDeferredsTests(SynchronousTestCase):
         task = self.loop.create_task(AwaitingDeferreds(waiting(), self.loop))
         self.loop.call_soon(task.cancel)
         with self.assertRaises(asyncio.CancelledError):
-            self.loop.run_until_complete(task)
+            self.in_loop_thread(lambda: self.loop.run_until_complete(task))
         self.assertEqual(cancelled, [True])
 
 

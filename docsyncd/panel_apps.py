@@ -19,7 +19,8 @@ docsyncd cannot know an app uses Panel before running it (it may import
 Panel from a helper module), so ``SessionManager`` looks at each document it
 builds: the first whose roots are Panel models makes the app a Panel app
 (``panel_application``): its session is built again under Panel's
-Application, and so is every later one.  A Panel document's page needs the
+Application, and so is every later one; ``--num-threads`` becomes Panel's
+``nthreads``, as under ``panel serve --num-threads``.  A Panel document's page needs the
 document, so under ``--lazy-documents`` such pages are eager
 (``sessions.sets_page_template``).
 
@@ -53,9 +54,21 @@ def _panel_application_class() -> type[Application]:
     return PanelApplication
 
 
-def panel_application(application: Application) -> Application:
-    """``application``'s handlers (and metadata) in Panel's Application, as ``panel serve`` builds it."""
+def panel_application(application: Application, num_threads: int = 0) -> Application:
+    """``application``'s handlers (and metadata) in Panel's Application, as ``panel serve`` builds it.
+
+    ``num_threads`` (``--num-threads``) is also Panel's: ``panel serve --num-threads N``
+    sets ``pn.config.nthreads``, and Panel then runs the callbacks of its
+    widgets (``pn.bind``, ``param.watch``, ``on_click``) in a pool of its own
+    instead of as coroutines on the event loop.  0 leaves Panel's setting as
+    it is; an app that sets ``pn.config.nthreads`` itself has the last word.
+    """
     from panel.io.document import extra_socket_handlers
+
+    if num_threads:
+        from panel import config
+
+        config.nthreads = num_threads
 
     extra_socket_handlers[SessionWriter] = SessionWriter.write
     return _panel_application_class()(*application.handlers, metadata=application.metadata)

@@ -221,7 +221,8 @@ class SessionManager:
             ServerSession(session_id, doc, token, self._clock, self._reactor, app_name=self.app.name,
                           threads=self.threads).destroy()
             await self._run_session_hooks("on_session_destroyed", context)
-            self.app = LoadedApp(self.app.name, self.app.path, panel_application(self.application))
+            num_threads = self.threads.size if self.threads is not None else 0
+            self.app = LoadedApp(self.app.name, self.app.path, panel_application(self.application, num_threads))
             self.application = self.app.application
             return await self._create(session_id, token, request, rehearsal)
         if stored is None:  # once one of the app's documents asked for its own page, all pages are eager

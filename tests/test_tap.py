@@ -56,6 +56,12 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(options["allow-websocket-origin"], [])
         self.assertEqual(options["app-argv"], [])
         self.assertFalse(options["disable-index"])
+        self.assertEqual(options["num-threads"], 4)  # Bokeh 3.10's pool size; README "Threads"
+
+    def test_num_threads(self):
+        """--num-threads 0 keeps callbacks on the reactor thread; a negative count is refused in one line."""
+        self.assertEqual(parse("--app", "a.py", "--num-threads", "0")["num-threads"], 0)
+        self.assert_usage_error(["--app", "a.py", "--num-threads", "-1"], "--num-threads must be 0")
 
     def test_port_and_address(self):
         """--port and --address become a tcp endpoint, with the address escaped for the endpoint syntax."""

@@ -176,9 +176,10 @@ class Options(GuardOptions, usage.Options):  # proxy, access and limit options: 
         if self["show"] and all(e.startswith("unix:") for e in self["listen"]):
             raise usage.UsageError("--show needs a TCP or TLS listener to open in a browser, not only unix: sockets")
         self.check_guard_options()
-        from .workers import check_worker_options  # --workers: workers.py
+        if self.get("workers") is not None:  # only then: one process never loads workers.py (test_idle_imports.py)
+            from .workers import check_worker_options
 
-        check_worker_options(self)
+            check_worker_options(self)
 
 
 def make_service(options: Options, reactor: Any) -> service.MultiService:

@@ -16,7 +16,7 @@ push survives SIGKILL (and power loss).  One small commit costs about a
 millisecond.  ``only_if`` is asked under the store's lock, so a save that
 races a delete cannot bring the document back.
 
-Tests: tests/test_store.py
+Tests: tests/test_store.py; SQLite loaded only once used: tests/test_idle_imports.py
 """
 
 from __future__ import annotations

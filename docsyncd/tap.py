@@ -5,7 +5,8 @@ milliseconds there are milliseconds here too.  ``makeService`` builds the
 whole service tree up front; ``make_service(options, reactor)`` is the seam
 tests use with a MemoryReactor.
 
-Tests: tests/test_tap.py; --dev in tests/test_dev.py, --show in tests/test_cli.py
+Tests: tests/test_tap.py; --dev in tests/test_dev.py, --show in tests/test_cli.py; what an idle daemon imports in
+tests/test_idle_imports.py
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ top.privilegedStartService()
 top.startService()
 
 def report():
-    print(json.dumps({"modules": sorted(sys.modules), "threads": [t.name for t in threading.enumerate()]}))
+    print("IDLE", json.dumps({"modules": sorted(sys.modules), "threads": [t.name for t in threading.enumerate()]}))
     reactor.stop()
 
 reactor.callLater(0.1, report)
@@ -48,7 +48,8 @@ def idle_daemon(*argv: str) -> dict:
     done = subprocess.run([sys.executable, "-c", IDLE_DAEMON, "-n", "docsync", "--address", "127.0.0.1",
                            "--port", "0", *argv], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    [report] = [line for line in done.stdout.splitlines() if line.startswith("IDLE ")]  # among the daemon's log lines
+    return json.loads(report[len("IDLE "):])
 
 
 def loaded(modules: list[str], name: str) -> list[str]:

@@ -16,7 +16,7 @@ push survives SIGKILL (and power loss).  One small commit costs about a
 millisecond.  ``only_if`` is asked under the store's lock, so a save that
 races a delete cannot bring the document back.
 
-Tests: tests/test_store.py
+Tests: tests/test_store.py; SQLite loaded only once used: tests/test_idle_imports.py
 """
 
 from __future__ import annotations
@@ -24,13 +24,15 @@ from __future__ import annotations
 import functools
 import os
 import re
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from zope.interface import Interface, implementer
+
+if TYPE_CHECKING:
+    import sqlite3
 
 #: What may name a published document: it appears in URLs and file-like listings.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -194,6 +196,8 @@ class SQLiteStore:
             self._connect()
 
     def _connect(self) -> sqlite3.Connection:
+        import sqlite3  # here, not at the top: a daemon that never publishes never loads SQLite (test_idle_imports.py)
+
         if self._db is None:
             try:
                 # autocommit: one statement, one commit; used from several threads, one at a time (self._lock)
@@ -222,6 +226,8 @@ class SQLiteStore:
             self._write(app, name, doc_json, owner)
 
     def _write(self, app: str, name: str, doc_json: str, owner: str | None) -> None:
+        import sqlite3  # loaded by _connect, which runs first: only for the name sqlite3.Error
+
         try:
             self._connect().execute(
                 "INSERT INTO published (app, name, doc, updated, owner) VALUES (?, ?, ?, ?, ?) "

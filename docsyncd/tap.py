@@ -5,7 +5,8 @@ milliseconds there are milliseconds here too.  ``makeService`` builds the
 whole service tree up front; ``make_service(options, reactor)`` is the seam
 tests use with a MemoryReactor.
 
-Tests: tests/test_tap.py; --dev in tests/test_dev.py, --show in tests/test_cli.py
+Tests: tests/test_tap.py; --dev in tests/test_dev.py, --show in tests/test_cli.py; what an idle daemon imports in
+tests/test_idle_imports.py
 """
 
 from __future__ import annotations
@@ -184,9 +185,10 @@ class Options(GuardOptions, usage.Options):  # proxy, access and limit options: 
         if self["show"] and all(e.startswith("unix:") for e in self["listen"]):
             raise usage.UsageError("--show needs a TCP or TLS listener to open in a browser, not only unix: sockets")
         self.check_guard_options()
-        from .workers import check_worker_options  # --workers: workers.py
+        if self.get("workers") is not None:  # only then: one process never loads workers.py (test_idle_imports.py)
+            from .workers import check_worker_options
 
-        check_worker_options(self)
+            check_worker_options(self)
 
 
 def make_service(options: Options, reactor: Any) -> service.MultiService:

@@ -103,11 +103,8 @@ def worker_count(value: int | None) -> int:
 
 
 def check_worker_options(options: usage.Options) -> None:
-    """Refuse option combinations --workers cannot serve; called by ``tap.Options.postOptions``."""
-    workers = options.get("workers")
-    if workers is None:
-        return
-    if workers < 0:
+    """Refuse option combinations --workers cannot serve; called by ``tap.Options.postOptions`` when --workers is given."""
+    if options["workers"] < 0:
         raise usage.UsageError("--workers must be 0 (one per core) or a positive number of processes")
     if options.get("dev"):
         raise usage.UsageError("--dev reloads apps inside one process; run it without --workers")

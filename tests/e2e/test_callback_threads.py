@@ -88,13 +88,15 @@ def set_panel_slider(page, value):
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.docsync_only(reason="bokeh serve app.py runs no Panel Application; panel serve has no threads "
-                                 "unless given --num-threads")
-@pytest.mark.parametrize("num_threads, stalls", [("4", False), ("0", True)], ids=["threads", "num-threads-0"])
-def test_panel_callbacks_follow_num_threads(serve_slow_click, new_page, num_threads, stalls):
+@pytest.mark.parametrize("kind, extra_args, stalls", [("docsync", ["--num-threads", "4"], False),
+                                                      ("docsync", ["--num-threads", "0"], True),
+                                                      ("bokeh", [], True)],
+                         ids=["threads", "num-threads-0", "bokeh-serve"])
+def test_panel_callbacks_follow_num_threads(serve_slow_click, new_page, kind, extra_args, stalls):
     """A Panel app's widget callbacks run in Panel's pool, sized by --num-threads as under
-    `panel serve --num-threads`: a slow on_click does not stall another session; with 0 it does."""
-    server, release = serve_slow_click(["--num-threads", num_threads], app=PANEL_APP)
+    `panel serve --num-threads`: a slow on_click does not stall another session; with 0 it does, as under
+    bokeh serve."""
+    server, release = serve_slow_click(extra_args, kind=kind, app=PANEL_APP)
     clicker, other = new_page(), new_page()
     clicker.open(server.app_url())
     other.open(server.app_url())

@@ -127,8 +127,8 @@ class ServerSession:
         self._last_detached = self._clock.seconds()
         if not self.destroyed:
             event = ConnectionLost()
-            handlers = event_handlers(self.document, event.event_name)
-            self._locked(lambda: self._call_handlers(handlers, self.document.callbacks.trigger_event, event))
+            self._locked(lambda: self._call_handlers(event_handlers(self.document, event.event_name),
+                                                     self.document.callbacks.trigger_event, event))
 
     @property
     def connection_count(self) -> int:
@@ -339,8 +339,6 @@ class ServerSession:
         viewer: its patch may only change model values (``publishing.viewer_refusal``).
         """
 
-        handlers = patch_handlers(message.content, self.document, self)
-
         def apply():
             if self.published and getattr(origin, "owner", None) != self.owner:
                 refusal = viewer_refusal(message.content)
@@ -353,7 +351,8 @@ class ServerSession:
             finally:
                 self._patch_origin = None
 
-        return self._locked(lambda: self._call_handlers(handlers, apply))
+        # which handlers it triggers is read once the lock is held: earlier callbacks may add some
+        return self._locked(lambda: self._call_handlers(patch_handlers(message.content, self.document, self), apply))
 
     # -- document events (Bokeh calls these through on_change_dispatch_to) --
 

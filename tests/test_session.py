@@ -11,14 +11,14 @@ from bokeh.events import ConnectionLost
 from bokeh.models import Div, Slider
 from twisted.internet import defer
 from twisted.internet.task import Clock
-from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from docsyncd import wire
 from docsyncd.session import ServerSession
 from docsyncd.threads import CallbackThreads, on_reactor
 
-from unit_support import FakeConnection, ThreadRecordingReactor, client_patch, decode, model_changes
+from unit_support import (FakeConnection, ThreadRecordingReactor, client_patch, decode, model_changes,
+                          run_in_joined_thread)
 
 
 def slider_doc():
@@ -57,22 +57,7 @@ class SessionTestCase(SynchronousTestCase):
         self.addCleanup(self._destroy)
 
     def run_in_thread(self, f):
-        """Stands in for the callback pool: runs ``f`` in a thread of its own and waits for it; then, as the
-        reactor would before it sees the result, runs what the thread handed over (the changes it sent)."""
-        box = {}
-
-        def work():
-            self.threads_used.append(threading.get_ident())
-            try:
-                box["result"] = f()
-            except BaseException:
-                box["failure"] = Failure()
-
-        thread = threading.Thread(target=work)
-        thread.start()
-        thread.join()
-        self.reactor.run_handed_over()
-        return defer.fail(box["failure"]) if "failure" in box else defer.succeed(box["result"])
+        return run_in_joined_thread(f, self.threads_used, then=self.reactor.run_handed_over)
 
     def _destroy(self):
         if not self.session.destroyed:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import threading
 
-from bokeh.document import Document, without_document_lock
+from bokeh.document import Document
 from bokeh.document.events import MessageSentEvent
 from bokeh.events import ButtonClick
 from bokeh.io import curdoc
@@ -19,23 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from docsyncd import threads, wire
 from docsyncd.threads import CallbackThreads, on_reactor, patch_handlers, runs_on_reactor
 
-from unit_support import ThreadRecordingReactor, client_patch
-
-
-def run_in_joined_thread(f):
-    """Stands in for the pool: runs ``f`` in a thread of its own and waits for it."""
-    box = {}
-
-    def work():
-        try:
-            box["result"] = f()
-        except BaseException as e:
-            box["error"] = e
-
-    thread = threading.Thread(target=work)
-    thread.start()
-    thread.join()
-    return defer.fail(box["error"]) if "error" in box else defer.succeed(box["result"])
+from unit_support import ThreadRecordingReactor, client_patch, run_in_joined_thread
 
 
 class RunsOnReactorTests(SynchronousTestCase):

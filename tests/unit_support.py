@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import textwrap
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,6 +156,31 @@ class ThreadRecordingReactor:
         calls, self.calls = self.calls, []
         for f, args, kwargs in calls:
             f(*args, **kwargs)
+
+
+def run_in_joined_thread(f, threads_used: list[int] | None = None, then=lambda: None):
+    """Stands in for the callback pool (threads.CallbackThreads): runs ``f`` in a thread of its own, waits for
+    it, calls ``then`` (a ThreadRecordingReactor's ``run_handed_over``: the reactor runs what the thread handed
+    over before it sees the result) and returns a Deferred of ``f``'s result; the thread's id goes into
+    ``threads_used``."""
+    from twisted.internet import defer
+    from twisted.python.failure import Failure
+
+    box = {}
+
+    def work():
+        if threads_used is not None:
+            threads_used.append(threading.get_ident())
+        try:
+            box["result"] = f()
+        except BaseException:
+            box["failure"] = Failure()
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    then()
+    return defer.fail(box["failure"]) if "failure" in box else defer.succeed(box["result"])
 
 
 def model_changes(messages: list[Any]) -> list[tuple[str, Any]]:

@@ -25,6 +25,7 @@ Tests: tests/test_wire.py
 
 from __future__ import annotations
 
+import itertools
 import json
 import struct
 from dataclasses import dataclass
@@ -96,9 +97,16 @@ def patch_message(events: list[Any], **metadata: Any) -> Any | None:
     serializer = SyncedReferences(models)
     content = {"events": serializer.encode(events)}
     models.flush_synced(lambda model: not serializer.has_ref(model))
-    message = patch_doc(patch_doc.create_header(), metadata, content)
+    header = {"msgid": f"m{next(_PATCH_IDS)}", "msgtype": patch_doc.msgtype}
+    message = patch_doc(header, metadata, content)
     message.add_buffers(*serializer.buffers)
     return message
+
+
+#: PATCH-DOC message ids. Bokeh's ``create_header`` takes one from ``make_id``, which reads Bokeh's settings
+#: (environment, config) on every call: a tenth of a streamed row's CPU.  A message id only has to differ from
+#: the other messages' on its connection (a reply names it in ``reqid``; nobody replies to a PATCH-DOC).
+_PATCH_IDS = itertools.count(1)
 
 
 PROTOCOL = WireProtocol()

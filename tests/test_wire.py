@@ -227,6 +227,13 @@ class PatchMessageTests(SynchronousTestCase):
             DocumentModelManager.synced_references = original
         self.assertEqual(message.msgtype, "PATCH-DOC")
 
+    def test_message_ids_differ(self):
+        """Each PATCH-DOC has a message id of its own."""
+        doc = synced_plot_doc()
+        events = captured(doc, tricky_changes()[0])
+        ids = {wire.PROTOCOL.create("PATCH-DOC", events).header["msgid"] for _ in range(3)}
+        self.assertEqual(len(ids), 3)
+
     def test_bokehs_errors_stay(self):
         """No events, or events of two documents, raise Bokeh's ValueError as before."""
         with self.assertRaises(ValueError):

@@ -105,7 +105,8 @@ def patch_message(events: list[Any], **metadata: Any) -> Any | None:
 
 #: PATCH-DOC message ids. Bokeh's ``create_header`` takes one from ``make_id``, which reads Bokeh's settings
 #: (environment, config) on every call: a tenth of a streamed row's CPU.  A message id only has to differ from
-#: the other messages' on its connection (a reply names it in ``reqid``; nobody replies to a PATCH-DOC).
+#: the other messages' on its connection, where a reply names it in ``reqid`` (the server's OK to a client's
+#: PATCH-DOC): one counter per process does, and its ``m`` keeps it apart from Bokeh's ``p`` ids.
 _PATCH_IDS = itertools.count(1)
 
 

@@ -315,6 +315,20 @@ class MessageTests(ProtocolTestCase):
         self.assertEqual(len(first), 1)
         self.assertIs(first[0], second[0])
 
+    def test_frame_log_sends_frame_by_frame(self):
+        """With Autobahn's frame log on (``logFrames``, for debugging Autobahn) each frame goes through its
+        ``sendFrame``, so it is logged, and the client gets the same messages, counted the same."""
+        client, pump, token = self.open()
+        [connection] = self.server.session_of("sliders", token).connections
+        connection.logFrames = True
+        logged = []
+        self.patch(connection, "logTxFrame", lambda header, *args: logged.append(header.opcode))
+        frames_before = connection.trafficStats.outgoingWebSocketFrames
+        doc = self.pull(client, pump)
+        self.assertEqual(doc.get_model_by_name("slider").value, 1)
+        self.assertEqual(logged, [1, 1, 1])
+        self.assertEqual(connection.trafficStats.outgoingWebSocketFrames - frames_before, 3)
+
     def test_server_info(self):
         """SERVER-INFO-REQ is answered with SERVER-INFO-REPLY carrying the Bokeh version."""
         client, pump, token = self.open()

@@ -18,6 +18,7 @@ setup(
         "pyyaml",
         "service-identity",
         "pyopenssl",
+        "orjson>=3.9",  # wire.py: the JSON of every message sent
         "bokeh>=3.4,<3.11",  # tested: 3.4.3, 3.9.2, 3.10 (README: Bokeh versions)
     ],
     extras_require={

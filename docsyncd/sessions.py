@@ -82,6 +82,30 @@ def one_collection() -> Iterator[None]:
             gc.collect()
 
 
+#: Young-generation collections between two automatic full ones (CPython's default: 10).
+FULL_COLLECTION_INTERVAL = 100
+
+
+def collect_as_a_server() -> None:
+    """Tune CPython's automatic garbage collection for a process that holds many documents; once, at start-up.
+
+    Every live session's document is old, so the automatic full collections
+    walk all of them, again and again: with the default thresholds one ran
+    every ~70 sessions opened, 1.9 ms of CPU per session (gc.callbacks,
+    benchmarks session_open), a fifth of what the server adds to running the
+    app, and each a stall of the reactor for 100 ms or more once hundreds of
+    sessions live (issue 15).  The garbage a server makes in bulk, discarded
+    documents, is collected by ``one_collection``'s explicit full collection,
+    so automatic full collections are made ten times rarer
+    (``FULL_COLLECTION_INTERVAL``), and what start-up built (modules, classes,
+    the apps' imports: never garbage) is frozen out of them (``gc.freeze``).
+    The young generations are collected as before.
+    """
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, FULL_COLLECTION_INTERVAL)
+    gc.freeze()
+
+
 def sets_page_template(doc: Document) -> bool:
     """Whether ``doc`` asks for its own page: a template other than Bokeh's page, or template variables.
 

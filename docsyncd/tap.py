@@ -248,7 +248,10 @@ def exit_zero_on_sigterm(reactor: Any) -> None:
 def makeService(options: Options) -> service.MultiService:
     from twisted.internet import reactor  # installed by postOptions: reactors.py
 
+    from .sessions import collect_as_a_server
+
     top = make_service(options, reactor)
     # After Twisted installed its signal handlers, replace the SIGTERM one.
     reactor.callWhenRunning(exit_zero_on_sigterm, reactor)
+    reactor.callWhenRunning(collect_as_a_server)  # after start-up's imports and the apps' on_server_loaded
     return top

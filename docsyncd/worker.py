@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     from twisted.python import usage
 
     from . import tap
+    from .sessions import collect_as_a_server
 
     log_out = BatchedJSONLog(sys.stdout, reactor)
     globalLogBeginner.beginLoggingTo([log_out])
@@ -93,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         print(str(e.code), file=sys.stderr, flush=True)
         return EXIT_CONFIG
     reactor.callWhenRunning(top.startService)
+    reactor.callWhenRunning(collect_as_a_server)  # after the apps' on_server_loaded: sessions.py
     reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
     reactor.callWhenRunning(tap.exit_zero_on_sigterm, reactor)
     reactor.callWhenRunning(signal.signal, signal.SIGINT, signal.SIG_IGN)

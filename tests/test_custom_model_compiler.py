@@ -153,3 +153,31 @@ class ModuleFilesKeptTests(SynchronousTestCase):
         with custom_models.custom_model_files_kept():
             pass
         self.assertNotIn(name, sys.modules)
+
+
+class CustomModelClassesTests(SynchronousTestCase):
+    def test_listing_follows_bokehs_class_map(self):
+        """The custom model classes are listed once while Bokeh's classes stay the same (the same list comes
+        back), and a class defined later, or redefined under the same name, is listed."""
+        import warnings
+
+        from bokeh.core.has_props import _default_resolver
+        from bokeh.model import Model
+
+        from docsyncd.custom_models import custom_model_classes
+
+        first = custom_model_classes()
+        self.assertIs(custom_model_classes(), first)
+
+        def define():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Bokeh warns when a class name is taken again
+                return type("DocsyncdListedWidget", (Model,), {"__implementation__": TypeScript("x")})
+
+        widget = define()
+        self.assertIn(widget, custom_model_classes())
+        again = define()
+        self.addCleanup(_default_resolver.remove, again)
+        listed = custom_model_classes()
+        self.assertIn(again, listed)
+        self.assertNotIn(widget, listed)

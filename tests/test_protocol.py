@@ -76,7 +76,7 @@ class HandshakeTests(ProtocolTestCase):
         answer = self.server.raw(upgrade_request("/sliders/ws", f"bokeh, {token}"))
         self.assertTrue(answer.startswith(b"HTTP/1.1 101 "), answer[:100])
         self.assertIn(b"\r\nSec-WebSocket-Protocol: bokeh\r\n", answer)
-        self.assertIn(b'"msgtype": "ACK"', answer)
+        self.assertIn(b'"msgtype":"ACK"', answer)
         self.assertIsNotNone(self.server.session_of("sliders", token))
 
     def test_websocket_creates_session_with_token_request(self):
@@ -299,6 +299,35 @@ class MessageTests(ProtocolTestCase):
         pump.flush()
         watcher_pump.flush()
         self.assertEqual(sorted(model_changes(watcher.messages)), [("text", "value 9"), ("value", 9)])
+
+    def test_message_written_at_once_and_framed_once(self):
+        """A message's frames reach the transport in one write, and a patch fanned out to two connections is
+        framed once: both write the same bytes object."""
+        token = make_token()
+        sender, pump, _ = self.open(token=token)
+        watcher, watcher_pump, _ = self.open(token=token)
+        connections = self.server.session_of("sliders", token).connections
+        written = {connection: [] for connection in connections}
+        for connection in connections:
+            self.patch(connection.transport, "write", written[connection].append)
+        self.server.session_of("sliders", token).document.get_model_by_name("div").text = "from python"
+        first, second = written.values()
+        self.assertEqual(len(first), 1)
+        self.assertIs(first[0], second[0])
+
+    def test_frame_log_sends_frame_by_frame(self):
+        """With Autobahn's frame log on (``logFrames``, for debugging Autobahn) each frame goes through its
+        ``sendFrame``, so it is logged, and the client gets the same messages, counted the same."""
+        client, pump, token = self.open()
+        [connection] = self.server.session_of("sliders", token).connections
+        connection.logFrames = True
+        logged = []
+        self.patch(connection, "logTxFrame", lambda header, *args: logged.append(header.opcode))
+        frames_before = connection.trafficStats.outgoingWebSocketFrames
+        doc = self.pull(client, pump)
+        self.assertEqual(doc.get_model_by_name("slider").value, 1)
+        self.assertEqual(logged, [1, 1, 1])
+        self.assertEqual(connection.trafficStats.outgoingWebSocketFrames - frames_before, 3)
 
     def test_server_info(self):
         """SERVER-INFO-REQ is answered with SERVER-INFO-REPLY carrying the Bokeh version."""

@@ -17,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from docsyncd import apps
 from docsyncd.callbacks import accept_coroutine_callbacks
 from docsyncd.contexts import RequestContext
-from docsyncd.sessions import DocumentBuildError, SessionManager
+from docsyncd.sessions import FULL_COLLECTION_INTERVAL, DocumentBuildError, SessionManager, collect_as_a_server
 
 from unit_support import (RECORDING_LIFECYCLE, SLIDER_APP, FakeConnection, make_token, model_changes, write_app,
                           write_dir_app)
@@ -422,6 +422,18 @@ class DiscardTests(ManagerTestCase):
         self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
         (failure,) = [e for e in events if e.get("log_failure") is not None]
         self.assertEqual(formatEvent(failure), "error in TimeoutCallback broken (session counted)")
+
+class CollectorTests(SynchronousTestCase):
+    def test_collect_as_a_server(self):
+        """A daemon's automatic full collections come ten times rarer, the young ones as before, and what
+        existed at start-up is frozen out of them."""
+        before = gc.get_threshold()
+        self.addCleanup(gc.set_threshold, *before)
+        self.addCleanup(gc.unfreeze)
+        collect_as_a_server()
+        self.assertEqual(gc.get_threshold(), (before[0], before[1], FULL_COLLECTION_INTERVAL))
+        self.assertGreater(gc.get_freeze_count(), 0)
+
 
 class ContextTests(ManagerTestCase):
     def test_request_arguments(self):

@@ -25,7 +25,7 @@ import traceback
 from dataclasses import asdict
 from pathlib import Path
 
-from . import capacity
+from . import bokeh310, capacity
 from .report import RunResults, markdown_table
 from .scenarios import FULL, QUICK, SCENARIOS, Scenario, Sizes
 from .servers import KINDS, base_kind, docsyncd_missing, running_server
@@ -114,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         plan = capacity.plan_from(args, args.quick)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.bokeh310_python:
+        if not os.access(args.bokeh310_python, os.X_OK):
+            parser.error(f"--bokeh310-python {args.bokeh310_python}: not an executable file")
+        bokeh310.base_python = args.bokeh310_python
 
     sizes = QUICK if args.quick else FULL
     rounds = args.rounds or (2 if args.quick else 5)

@@ -266,6 +266,21 @@ class DiscardTests(ManagerTestCase):
         self.assertEqual(len(collections), 1)
         self.assertEqual([s.id for s in manager.sessions], ["connected"])
 
+    def test_built_documents_set_aside_from_collections(self):
+        """Once built, a session's document is out of Python's automatic garbage collections (``gc.freeze``):
+        their full ones walk every tracked object and, while sessions join, stalled the reactor for 70–210 ms
+        (issue 15); discarding the session still frees the document."""
+        manager = self.manager_for(write_app(self.tmp_path, "plain", SLIDER_APP))
+        session = self.successResultOf(self.create(manager, "built"))
+        models = list(session.document.models)
+        tracked = {id(o) for o in gc.get_objects()}  # what a collection walks: frozen objects are not among them
+        self.assertEqual([m for m in models if id(m) in tracked], [])
+        document = weakref.ref(session.document)
+        del session, models, tracked
+        self.clock.advance(20)
+        self.successResultOf(manager.discard_unused(15))
+        self.assertIsNone(document())
+
     def test_discarded_after_its_lock_without_leak_walk(self):
         """A session destroyed later, once its lock is free, costs one collection and no ``gc.get_referrers``
         walk over every object of the process (Bokeh's leak check, which only logs)."""

@@ -24,6 +24,7 @@ from .publishing import PublishPolicy
 from .published import AllPublished, EmptyAppRoot, PublishedList, entries
 from .sessions import SessionManager
 from .store import IDocumentStore, open_store
+from .threads import DEFAULT_NUM_THREADS, CallbackThreads, thread_local_curdocs
 from .web import AppResource, Index, Root, SessionSettings, StaticFiles, mount
 
 
@@ -81,6 +82,9 @@ def build_site(apps: list[LoadedApp], options: Any, reactor: Any,
     tokens = TokenPolicy(secret_key, signed)
     static_files = StaticFiles()
     publish_policy = PublishPolicy.from_options(options)  # owners and their limits: publishing.py
+    threads = CallbackThreads(reactor, options.get("num-threads", DEFAULT_NUM_THREADS))  # this process's pool
+    if threads.enabled:
+        thread_local_curdocs()
 
     index = None
     if not options["disable-index"]:
@@ -90,7 +94,7 @@ def build_site(apps: list[LoadedApp], options: Any, reactor: Any,
     factories = []
     dev_watchers = []
     for app in apps:
-        manager = SessionManager(app, reactor, reactor, store=store, policy=publish_policy)
+        manager = SessionManager(app, reactor, reactor, store=store, policy=publish_policy, threads=threads)
         factory = SyncFactory(
             manager, reactor, origins, tokens,
             keep_alive=options["keep-alive"] / 1000.0,
@@ -125,6 +129,7 @@ def build_site(apps: list[LoadedApp], options: Any, reactor: Any,
         check_interval=options["check-unused-sessions"] / 1000.0,
         unused_lifetime=options["unused-session-lifetime"] / 1000.0,
         shutdown_grace=options.get("shutdown-grace", 5000) / 1000.0,
+        threads=threads,
     )
     managers = [f.manager for f in factories]
     watch_managers(REGISTRY, managers)

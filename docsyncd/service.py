@@ -6,6 +6,8 @@ connection is told the server is going away, every session is discarded
 (running its destroyed hooks) and each app's ``on_server_unloaded`` runs.
 A session whose callbacks still hold its lock after ``--shutdown-grace`` has
 them cancelled and is destroyed anyway, so shutdown cannot hang on them.
+The callback threads (``--num-threads``, threads.py) start with the apps and
+stop after the last session is discarded.
 
 Tests: tests/test_service.py
 """
@@ -37,8 +39,10 @@ class AppsService(MultiService):
     name = "apps"
 
     def __init__(self, factories: list[SyncFactory], clock: IReactorTime, check_interval: float,
-                 unused_lifetime: float, shutdown_grace: float | None = None):
+                 unused_lifetime: float, shutdown_grace: float | None = None, threads: Any = None):
         super().__init__()
+        #: The process's callback threads (threads.CallbackThreads), or None.
+        self.threads = threads
         #: Seconds a session's callbacks may keep its lock once shutdown began (--shutdown-grace).
         self.shutdown_grace = shutdown_grace
         self.factories = factories
@@ -53,6 +57,8 @@ class AppsService(MultiService):
         return [f.manager for f in self.factories]
 
     def startService(self) -> None:
+        if self.threads is not None:
+            self.threads.start()
         for factory in self.factories:
             factory.startFactory()
             factory.manager.server_loaded()
@@ -84,6 +90,8 @@ class AppsService(MultiService):
         if self._reaper.running:
             self._reaper.stop()
         await self._shut_down()
+        if self.threads is not None:
+            self.threads.stop()
 
     def stopService(self) -> defer.Deferred:
         return defer.Deferred.fromCoroutine(self._stop())

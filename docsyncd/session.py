@@ -37,6 +37,7 @@ from .callbacks import SessionCallbacks, call_user, log_callback_failure
 from .custom_models import custom_model_files_kept
 from .publishing import PublishPolicy, PublishRefused, viewer_refusal
 from .store import IDocumentStore, MemoryStore, check_name
+from .threads import CallbackThreads, event_handlers, patch_handlers, runs_on_reactor
 
 log = Logger(observer=logs.observer)
 
@@ -72,7 +73,8 @@ class ServerSession:
 
     def __init__(self, session_id: str, document: Any, token: str, clock: IReactorTime, reactor: Any = None,
                  store: IDocumentStore | None = None, app_name: str = "", published: bool = False,
-                 owner: str | None = None, policy: PublishPolicy | None = None):
+                 owner: str | None = None, policy: PublishPolicy | None = None,
+                 threads: CallbackThreads | None = None):
         self.id = session_id
         self.token = token
         self.document = document
@@ -92,6 +94,8 @@ class ServerSession:
         #: Who published the document (publishing.py); None until it is published.
         self.owner = owner
         self.policy = policy if policy is not None else PublishPolicy()
+        #: Where sync user code runs (--num-threads): threads.py; none given, on the reactor thread.
+        self.threads = threads if threads is not None else CallbackThreads(reactor, 0)
         self._dirty = False
         self._expiration_blocks = 0
         self._expiration_requested = False
@@ -122,7 +126,9 @@ class ServerSession:
         self._connections.discard(connection)
         self._last_detached = self._clock.seconds()
         if not self.destroyed:
-            self.with_document_locked(self.document.callbacks.trigger_event, ConnectionLost())
+            event = ConnectionLost()
+            handlers = event_handlers(self.document, event.event_name)
+            self._locked(lambda: self._call_handlers(handlers, self.document.callbacks.trigger_event, event))
 
     @property
     def connection_count(self) -> int:
@@ -170,10 +176,15 @@ class ServerSession:
     # -- the document lock ------------------------------------------------
 
     def with_document_locked(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> defer.Deferred:
-        """Run ``f`` under the document lock; its Deferred or coroutine holds the lock until done.
+        """Run ``f`` under the document lock, on the reactor thread; its Deferred or coroutine holds the lock
+        until done.
 
         A session is not discarded while work waits for or holds the lock.
         """
+        return self._locked(lambda: call_user(f, *args, **kwargs))
+
+    def _locked(self, start: Callable[[], defer.Deferred]) -> defer.Deferred:
+        """Call ``start`` under the document lock; the lock is held until its Deferred fires."""
         if self.destroyed:
             return defer.succeed(None)
         self.block_expiration()
@@ -182,7 +193,7 @@ class ServerSession:
             # The session may have been destroyed (or its work cancelled) while this waited its turn.
             if self.destroyed or self.cancelled:
                 return None
-            self._holder = holder = call_user(f, *args, **kwargs)
+            self._holder = holder = start()
 
             def released(result):
                 if self._holder is holder:
@@ -250,15 +261,29 @@ class ServerSession:
             log.failure("could not store published document {name} of {label}", failure,
                         name=self.id, app=self.app_name, label=app_label(self.app_name))
 
-    def run_awaitable(self, awaitable: Any, name: str) -> defer.Deferred:
-        """Run a coroutine a callback produced, under the lock, after the current holder."""
+    def run_awaitable(self, awaitable: Any, name: str) -> defer.Deferred | None:
+        """Run a coroutine a callback produced, under the lock, after the current holder.
+
+        Called from a callback thread (an ``async def`` handler triggered by a
+        patch applied there), it is handed to the reactor thread and returns None.
+        """
+        if not self.threads.on_home_thread():
+            self.threads.reactor.callFromThread(self.run_awaitable, awaitable, name)
+            return None
         d = self.with_document_locked(lambda: awaitable)
         return d.addErrback(log_callback_failure, name, self.id)
 
     def _run_session_callback(self, callback: Callable[[], Any]) -> defer.Deferred:
+        """A periodic, timeout or next-tick callback: in a callback thread unless it must run on the reactor."""
         if getattr(callback, "nolock", False):
-            return call_user(callback)
-        return self.with_document_locked(callback)
+            return self.threads.call(callback)
+        return self._locked(lambda: self.threads.call(callback))
+
+    def _call_handlers(self, handlers: list[Any] | None, f: Callable[..., Any], *args: Any) -> defer.Deferred:
+        """Call ``f(*args)``, which calls ``handlers`` (None: unknown ones): in a callback thread when there are
+        any and none must run on the reactor thread."""
+        in_thread = handlers is None or (bool(handlers) and not any(map(runs_on_reactor, handlers)))
+        return self.threads.call(f, *args, in_thread=in_thread)
 
     # -- messages from a connection ---------------------------------------
 
@@ -314,6 +339,8 @@ class ServerSession:
         viewer: its patch may only change model values (``publishing.viewer_refusal``).
         """
 
+        handlers = patch_handlers(message.content, self.document, self)
+
         def apply():
             if self.published and getattr(origin, "owner", None) != self.owner:
                 refusal = viewer_refusal(message.content)
@@ -326,25 +353,31 @@ class ServerSession:
             finally:
                 self._patch_origin = None
 
-        return self.with_document_locked(apply)
+        return self._locked(lambda: self._call_handlers(handlers, apply))
 
     # -- document events (Bokeh calls these through on_change_dispatch_to) --
 
     def _document_patched(self, event: Any) -> None:
+        """Send a change to every connection but the one it came from; from a callback thread, encoded there
+        and handed to the reactor thread."""
         self._dirty = True
         own_echo = self._push_origin or (self._patch_origin if event.setter is self else None)
-        targets = [c for c in self._connections if c is not own_echo]
-        if not targets:
+        if self.threads.on_home_thread() and not any(c is not own_echo for c in self._connections):
             return
-        frames = wire.encode(wire.PROTOCOL.create("PATCH-DOC", [event]))
-        for connection in targets:
-            connection.send_frames(frames)
+        if self._connections:
+            self._send(wire.encode(wire.PROTOCOL.create("PATCH-DOC", [event])), own_echo)
 
     def send_message(self, message: Any) -> None:
-        """Send a Bokeh message to every connection of the session."""
-        frames = wire.encode(message)
+        """Send a Bokeh message to every connection of the session (from any thread)."""
+        self._send(wire.encode(message))
+
+    def _send(self, frames: wire.EncodedMessage, exclude: Subscriber | None = None) -> None:
+        if not self.threads.on_home_thread():
+            self.threads.reactor.callFromThread(self._send, frames, exclude)
+            return
         for connection in list(self._connections):
-            connection.send_frames(frames)
+            if connection is not exclude:
+                connection.send_frames(frames)
 
     @property
     def _subscribed_connections(self) -> list[Any]:

@@ -36,6 +36,7 @@ from .contexts import AppServerContext, AppSessionContext, RequestContext
 from .metrics import REGISTRY
 from .panel_apps import is_panel_application, is_panel_document, panel_application
 from .session import ServerSession
+from .threads import CallbackThreads
 from .publishing import PublishPolicy
 from .store import IDocumentStore, MemoryStore, Published, is_name
 
@@ -116,8 +117,11 @@ class SessionManager:
     """Creates, finds and discards the sessions of one app."""
 
     def __init__(self, app: LoadedApp, clock: IReactorTime, reactor: Any = None,
-                 store: IDocumentStore | None = None, policy: PublishPolicy | None = None):
+                 store: IDocumentStore | None = None, policy: PublishPolicy | None = None,
+                 threads: CallbackThreads | None = None):
         self.app = app
+        #: Where the sessions' sync callbacks run (--num-threads): threads.py.
+        self.threads = threads
         self.store = store if store is not None else MemoryStore()
         self.policy = policy if policy is not None else PublishPolicy()
         self.application = app.application
@@ -234,7 +238,8 @@ class SessionManager:
             raise DocumentBuildError("; ".join(errors))
         if stored is None and is_panel_document(doc) and not is_panel_application(self.application):
             # A Panel app: served from now on as panel serve serves it, this session included (panel_apps.py).
-            ServerSession(session_id, doc, token, self._clock, self._reactor, app_name=self.app.name).destroy()
+            ServerSession(session_id, doc, token, self._clock, self._reactor, app_name=self.app.name,
+                          threads=self.threads).destroy()
             await self._run_session_hooks("on_session_destroyed", context)
             self.app = LoadedApp(self.app.name, self.app.path, panel_application(self.application))
             self.application = self.app.application
@@ -243,7 +248,8 @@ class SessionManager:
             self.sets_page_template = bool(self.sets_page_template) or sets_page_template(doc)
         session = ServerSession(session_id, doc, token, self._clock, self._reactor,
                                 store=self.store, app_name=self.app.name, published=stored is not None,
-                                owner=entry.owner if entry is not None else None, policy=self.policy)
+                                owner=entry.owner if entry is not None else None, policy=self.policy,
+                                threads=self.threads)
         context.attach(session)
         self._contexts[session_id] = context
         if rehearsal:  # not a session anyone uses: learn_page_template discards it at once

@@ -22,6 +22,7 @@ from twisted.python import usage
 from . import logs, reactors
 from .guard_options import GuardOptions
 from .listeners import add_listeners
+from .threads import DEFAULT_NUM_THREADS
 
 log = Logger(observer=logs.observer)
 
@@ -56,6 +57,9 @@ class Options(GuardOptions, usage.Options):  # proxy, access and limit options: 
         ["keep-alive", None, 37000, "Websocket ping interval in ms (0 disables).", int],
         ["check-unused-sessions", None, 17000, "How often to look for unused sessions, in ms.", int],
         ["unused-session-lifetime", None, 15000, "How long a session without connections lives, in ms.", int],
+        ["num-threads", None, None, "Threads per process that run the apps' sync callbacks, each holding its "
+                                    "session's lock, so a slow one does not stall other sessions (0: all on the "
+                                    "reactor thread; default: %d)." % DEFAULT_NUM_THREADS, int],
         ["shutdown-grace", None, 5000, "On SIGTERM, ms a session's callbacks may keep running before they are "
                                        "cancelled and the session destroyed anyway (0: at once).", int],
         ["session-token-expiration", None, 300, "Seconds a page's session token may wait before its websocket opens.", int],
@@ -142,6 +146,10 @@ class Options(GuardOptions, usage.Options):  # proxy, access and limit options: 
             self["store"] = os.path.abspath(os.path.expanduser(self["store"]))  # before twistd changes directory
         if self["keep-alive"] < 0:
             raise usage.UsageError("--keep-alive must be 0 (off) or a positive number of milliseconds")
+        if self["num-threads"] is None:
+            self["num-threads"] = DEFAULT_NUM_THREADS
+        elif self["num-threads"] < 0:
+            raise usage.UsageError("--num-threads must be 0 (callbacks on the reactor thread) or a number of threads")
         if self["shutdown-grace"] < 0:
             raise usage.UsageError("--shutdown-grace must be 0 (cancel at once) or a positive number of milliseconds")
         for name in ("check-unused-sessions", "unused-session-lifetime", "session-token-expiration",

@@ -11,10 +11,12 @@ from bokeh.events import ConnectionLost
 from bokeh.models import Div, Slider
 from twisted.internet import defer
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from docsyncd import wire
 from docsyncd.session import ServerSession
+from docsyncd.threads import CallbackThreads, on_reactor
 
 from unit_support import FakeConnection, ThreadRecordingReactor, client_patch, decode, model_changes
 
@@ -42,12 +44,35 @@ def set_slider(value):
 
 
 class SessionTestCase(SynchronousTestCase):
+    #: Whether sync callbacks run in callback threads (--num-threads 4) or on this thread (--num-threads 0).
+    threaded = False
+
     def setUp(self):
         self.clock = Clock()
         self.reactor = ThreadRecordingReactor()
         self.doc, self.slider, self.div = slider_doc()
-        self.session = ServerSession("session-1", self.doc, "token", self.clock, self.reactor)
+        self.threads_used: list[int] = []
+        threads = CallbackThreads(self.reactor, 4, defer_to_thread=self.run_in_thread) if self.threaded else None
+        self.session = ServerSession("session-1", self.doc, "token", self.clock, self.reactor, threads=threads)
         self.addCleanup(self._destroy)
+
+    def run_in_thread(self, f):
+        """Stands in for the callback pool: runs ``f`` in a thread of its own and waits for it; then, as the
+        reactor would before it sees the result, runs what the thread handed over (the changes it sent)."""
+        box = {}
+
+        def work():
+            self.threads_used.append(threading.get_ident())
+            try:
+                box["result"] = f()
+            except BaseException:
+                box["failure"] = Failure()
+
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join()
+        self.reactor.run_handed_over()
+        return defer.fail(box["failure"]) if "failure" in box else defer.succeed(box["result"])
 
     def _destroy(self):
         if not self.session.destroyed:
@@ -312,7 +337,10 @@ class SessionCallbackTests(SessionTestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.reactor.run_handed_over()
         self.clock.advance(0)
-        self.assertEqual(ran, [threading.current_thread()])
+        # run on the reactor thread, or in a callback thread (--num-threads), never in the thread that added it
+        expected = self.threads_used if self.threaded else [threading.get_ident()]
+        self.assertEqual([t.ident for t in ran], expected)
+        self.assertNotIn(thread, ran)
         self.assertEqual(model_changes(a.messages), [("text", "from thread")])
 
     def test_destroy_stops_callbacks(self):
@@ -331,3 +359,109 @@ class SessionCallbackTests(SessionTestCase):
         self.assertIsNone(self.successResultOf(self.session.with_document_locked(lambda: ran.append("late"))))
         self.clock.advance(10)
         self.assertEqual(ran, [])
+
+
+# -- the same behaviour with sync callbacks in callback threads (--num-threads) --
+
+
+class ThreadedConnectionTests(ConnectionTests):
+    threaded = True
+
+
+class ThreadedFanOutTests(FanOutTests):
+    threaded = True
+
+
+class ThreadedSessionCallbackTests(SessionCallbackTests):
+    threaded = True
+
+
+class CallbackThreadTests(SessionTestCase):
+    """Where the work runs with callback threads on, and that what threads send goes out on the reactor thread."""
+
+    threaded = True
+
+    def test_patch_with_handler_applied_in_a_thread(self):
+        """A patch that runs a Python handler is applied in a callback thread; its change is sent from here."""
+        a, b = self.connect("a", "b")
+        sent_from = []
+        a.send_frames = lambda frames: sent_from.append(threading.get_ident())
+        self.successResultOf(self.session.patch(b, client_patch(self.doc, set_slider(4))))
+        self.assertEqual(len(self.threads_used), 1)
+        self.assertNotIn(threading.get_ident(), self.threads_used)
+        self.assertEqual(set(sent_from), {threading.get_ident()})
+        self.assertEqual(model_changes(b.messages), [("text", "value 4")])
+
+    def test_patch_without_handler_applied_here(self):
+        """A patch no Python handler sees is applied on the reactor thread: a thread would only add a hand-over."""
+        a, b = self.connect("a", "b")
+        self.successResultOf(self.session.patch(a, client_patch(self.doc, lambda doc: setattr(
+            doc.get_model_by_name("div"), "text", "typed"))))
+        self.assertEqual(self.threads_used, [])
+        self.assertEqual(model_changes(b.messages), [("text", "typed")])
+
+    def test_marked_handler_keeps_the_patch_here(self):
+        """A handler marked ``on_reactor`` has the patch that triggers it applied on the reactor thread."""
+        ran_on = []
+
+        @on_reactor
+        def changed(attr, old, new):
+            ran_on.append(threading.get_ident())
+
+        self.slider.on_change("value", changed)
+        (a,) = self.connect("a")
+        self.successResultOf(self.session.patch(a, client_patch(self.doc, set_slider(2))))
+        self.assertEqual(self.threads_used, [])
+        self.assertEqual(ran_on, [threading.get_ident()])
+
+    def test_async_handler_of_threaded_patch_runs_here(self):
+        """An ``async def`` handler triggered by a patch applied in a thread has its coroutine run here."""
+        from docsyncd.callbacks import accept_coroutine_callbacks
+
+        accept_coroutine_callbacks()
+        ran_on = []
+
+        async def changed(attr, old, new):
+            ran_on.append(threading.get_ident())
+            self.div.text = "async"
+
+        self.slider.on_change("value", changed)
+        (a,) = self.connect("a")
+        self.successResultOf(self.session.patch(a, client_patch(self.doc, set_slider(6))))
+        self.assertEqual(ran_on, [threading.get_ident()])
+        self.assertEqual(self.div.text, "async")
+
+    def test_periodic_callback_holds_the_lock_in_its_thread(self):
+        """A sync periodic callback runs in a thread, and other locked work waits until it is done."""
+        (a,) = self.connect("a")
+        order = []
+        gate = defer.Deferred()
+        self.session.with_document_locked(lambda: gate)
+        self.doc.add_periodic_callback(lambda: order.append(("tick", threading.get_ident())), 1000)
+        self.clock.advance(1)
+        pulled = self.session.pull(wire.PROTOCOL.create("PULL-DOC-REQ"))
+        self.assertEqual(order, [])
+        gate.callback(None)
+        self.assertEqual(order, [("tick", self.threads_used[0])])
+        self.assertNotEqual(self.threads_used[0], threading.get_ident())
+        self.successResultOf(pulled)
+
+    def test_coroutine_callback_stays_here(self):
+        ran_on = []
+
+        async def tick():
+            ran_on.append(threading.get_ident())
+
+        self.doc.add_next_tick_callback(tick)
+        self.clock.advance(0)
+        self.assertEqual(ran_on, [threading.get_ident()])
+        self.assertEqual(self.threads_used, [])
+
+    def test_error_in_threaded_handler_fails_the_patch(self):
+        def broken(attr, old, new):
+            raise ValueError("broken handler")
+
+        self.slider.on_change("value", broken)
+        (a,) = self.connect("a")
+        failure = self.failureResultOf(self.session.patch(a, client_patch(self.doc, set_slider(3))), ValueError)
+        self.assertIn("broken", failure.getErrorMessage())

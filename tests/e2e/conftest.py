@@ -7,6 +7,10 @@ The same tests run against the reference ``bokeh serve``::
     pytest tests/e2e                      # docsyncd
     pytest tests/e2e --e2e-server=bokeh   # bokeh serve (or E2E_SERVER=bokeh)
 
+Every docsyncd the run starts also gets the options in ``E2E_DOCSYNC_ARGS``:
+``E2E_DOCSYNC_ARGS="--num-threads 0" pytest tests/e2e`` runs the suite with
+sync callbacks on the reactor thread instead of callback threads.
+
 Tests marked ``docsync_only`` exercise behaviour bokeh serve lacks; against
 bokeh serve they are strict xfails, so the docsyncd run is the one that counts.
 Screenshots of every test's pages go to tests/e2e/artifacts/.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -119,9 +120,11 @@ def server_command(kind: str, app_path: Path, port: int, extra_args: list[str], 
         # twistd, as users run it (`twistd -n docsync ...`). Not `python -m
         # twisted`: that is the newer `twist` runner, which has no -n/--pidfile.
         # A pidfile per server, so several can run at once from the repo root.
+        # E2E_DOCSYNC_ARGS: options every docsyncd of the run gets, e.g. "--num-threads 0" to run the suite
+        # with callbacks on the reactor thread.
         return [sys.executable, "-c", TWISTD, "-n", "--pidfile", str(run_dir / "twistd.pid"), *twistd_args,
                 "docsync", "--port", str(port), "--address", "127.0.0.1",
-                "--app", str(app_path), *extra_args]
+                "--app", str(app_path), *shlex.split(os.environ.get("E2E_DOCSYNC_ARGS", "")), *extra_args]
     if kind == "bokeh":
         return [sys.executable, "-m", "bokeh", "serve", "--port", str(port), "--address", "127.0.0.1",
                 *extra_args, str(app_path)]

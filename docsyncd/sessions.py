@@ -17,7 +17,7 @@ from __future__ import annotations
 import gc
 import json
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -47,9 +47,17 @@ class DocumentBuildError(Exception):
     """The app's code raised while building a session's document."""
 
 
+#: A discard's full collection (``one_collection``) waits until the documents discarded since the last one are
+#: this share of the app's live sessions: Python's own rule for its full collections (a quarter more).
+COLLECT_SHARE = 0.25
+
+#: How many ``one_collection`` blocks are open now (an inner one leaves the collection to the outer one).
+_open_collections = 0
+
+
 @contextmanager
-def one_collection() -> Iterator[None]:
-    """Documents destroyed inside share one garbage collection, run on the way out if any was.
+def one_collection(worth_it: Callable[[int], bool] = lambda destroyed: True) -> Iterator[None]:
+    """Documents destroyed inside share one garbage collection, run on the way out if any was and ``worth_it``.
 
     ``Document.destroy`` runs ``gc.collect()`` and, for each of the document's
     modules (every session of a script app has one), ``gc.get_referrers``
@@ -70,17 +78,26 @@ def one_collection() -> Iterator[None]:
     150–260 ms (issue 15).  It has to be a full one: a session's document
     lived long enough to reach the oldest generation, which a young-generation
     collection does not visit.
+
+    Even then it stalls every session, so the outermost block asks
+    ``worth_it(number destroyed)`` first (``SessionManager`` collects once
+    ``COLLECT_SHARE`` of its sessions were discarded since its last one):
+    until then the destroyed documents wait, set aside (``set_aside``), for
+    a later collection.
     """
+    global _open_collections
     collect, get_referrers = gc.collect, gc.get_referrers
     destroyed = []
     gc.collect, gc.get_referrers = (lambda generation=2: destroyed.append(generation) or 0), (lambda *objs: [])
+    _open_collections += 1
     try:
         yield
     finally:
+        _open_collections -= 1
         gc.collect, gc.get_referrers = collect, get_referrers
-        if destroyed:
+        if destroyed and (_open_collections or worth_it(len(destroyed))):
             gc.unfreeze()  # the destroyed documents were set aside with the others (set_aside)
-            gc.collect()
+            gc.collect()  # nested: the outer block's no-op, which counts them there
             gc.freeze()
 
 
@@ -132,6 +149,8 @@ class SessionManager:
         self._sessions: dict[str, ServerSession] = {}
         self._contexts: dict[str, AppSessionContext] = {}
         self._waiting: dict[str, list[defer.Deferred]] = {}
+        #: documents discarded since the last full collection (``_worth_collecting``)
+        self._uncollected = 0
         #: Whether a document of the app built here asked for its own page (None: none built yet).
         self.sets_page_template: bool | None = None
         self._rehearsal: defer.Deferred | None = None
@@ -338,8 +357,19 @@ class SessionManager:
         def expired(session: ServerSession, holding_lock: bool = True) -> bool:
             return session.expired(lifetime, holding_lock=holding_lock)
 
-        with one_collection():
+        with one_collection(self._worth_collecting):
             return self._discard_each([s for s in self._sessions.values() if expired(s, holding_lock=False)], expired)
+
+    def _worth_collecting(self, destroyed: int) -> bool:
+        """Whether the documents discarded since the last full collection, ``destroyed`` more now, are
+        ``COLLECT_SHARE`` of the live sessions (all of them once none is left): a full collection walks every
+        object of the process, 200–350 ms at 90 sessions (issue 15), so a sweep discarding one session of
+        many leaves its document for a later one instead of stalling every other session."""
+        self._uncollected += destroyed
+        if self._uncollected < COLLECT_SHARE * len(self._sessions):
+            return False
+        self._uncollected = 0
+        return True
 
     def discard_all(self, grace: float | None = None) -> defer.Deferred:
         """Discard every session, connected or not (server shutdown).
@@ -362,7 +392,7 @@ class SessionManager:
             # Someone may have connected while we waited for the lock.
             if not still_wanted(session):
                 return False
-            with one_collection():  # destroyed later, once its lock is free: still no leak-check walk
+            with one_collection(self._worth_collecting):  # destroyed later, its lock free: no leak-check walk
                 session.destroy()
             return True
 

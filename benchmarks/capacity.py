@@ -101,8 +101,7 @@ FULL = Plan()
 QUICK = Plan(start_users=10, step_users=30, max_users=130, step_seconds=6.0, settle_seconds=2.0,
              first_settle_seconds=4.0)
 SMOKE = Plan(start_users=2, step_users=1, max_users=2, step_seconds=1.5, settle_seconds=0.5, first_settle_seconds=0.5,
-             click_every=0.5,
-             p99_ms=math.inf, rows_fraction=0.0)
+             click_every=0.5, p99_ms=math.inf, rows_fraction=0.0)
 
 
 @dataclass

@@ -44,17 +44,24 @@ from bokeh.document.events import MessageSentEvent
 from bokeh.events import ButtonClick
 
 from .loadgen import PROTOCOL, BokehConnection, SyncedDocument, model_changes, run_pool, streamed_rows, visit
-from .servers import ServerProcess, base_kind, running_server
+from .bokeh310 import Unavailable
+from .servers import ServerFailed, ServerProcess, base_kind, running_server
 
 NAME = "capacity"
 APP = "capacity_app.py"
 #: how the clicking users' callback spends its 100 ms (the app's ``click`` query argument); ``none``: no clicks
 MODES = ("none", "sleep", "numpy")
-#: the servers compared, in the order each is ramped; a further variant (say docsyncd with threads)
-#: is a line in ``servers.VARIANTS`` (its kind and extra arguments) and its name here
-KINDS = ("docsyncd", "bokeh", "docsyncd-w2", "bokeh-np2")
-#: the kind other servers' users are compared with
-REFERENCE = "bokeh"
+#: the servers compared, in the order each is ramped: docsyncd with its default --num-threads and with
+#: sync callbacks on the reactor (``-t0``), with --workers 2; bokeh serve 3.9 (the benchmarks' own Bokeh)
+#: in one process and with --num-procs 2; bokeh serve 3.10 (its own venv, benchmarks/bokeh310.py).
+#: A further variant is a line in ``servers.VARIANTS`` (its kind and extra arguments) and its name here.
+KINDS = ("docsyncd", "docsyncd-t0", "docsyncd-w2", "bokeh", "bokeh-np2", "bokeh310")
+#: the kind the goals are checked on, and the one it is compared with
+SUBJECT, REFERENCE = "docsyncd", "bokeh"
+#: goal: the subject serves at least this many times the reference's users per process, at the same p99
+USERS_GOAL = 3.0
+#: goal: the clicking users' 100 ms callbacks move the others' p99 by at most this many ms
+CLICK_MOVE_GOAL_MS = 10.0
 #: rows the app streams to each session per second (10 rows every 100 ms)
 ROWS_PER_SECOND = 100.0
 #: one user in this many clicks
@@ -73,6 +80,9 @@ class Plan:
     step_seconds: float = 20.0
     #: after new users joined, before the window: their sessions' build is not what users of a running server feel
     settle_seconds: float = 3.0
+    #: the same before the first window: a server's other processes (``--workers``, ``--num-procs``) build
+    #: their first document then, lazy imports included
+    first_settle_seconds: float = 6.0
     click_every: float = 2.0
     p99_ms: float = 100.0
     rows_fraction: float = 0.95
@@ -87,9 +97,11 @@ class Plan:
 
 
 FULL = Plan()
-QUICK = Plan(start_users=10, step_users=20, max_users=150, step_seconds=8.0, settle_seconds=2.0)
-SMOKE = Plan(start_users=2, step_users=1, max_users=2, step_seconds=1.5, settle_seconds=0.5, click_every=0.5,
-             p99_ms=math.inf, rows_fraction=0.0)
+#: all six servers and three modes in about 15 minutes (steps that fail end a ramp early)
+QUICK = Plan(start_users=10, step_users=30, max_users=130, step_seconds=6.0, settle_seconds=2.0,
+             first_settle_seconds=4.0)
+SMOKE = Plan(start_users=2, step_users=1, max_users=2, step_seconds=1.5, settle_seconds=0.5, first_settle_seconds=0.5,
+             click_every=0.5, p99_ms=math.inf, rows_fraction=0.0)
 
 
 @dataclass
@@ -131,6 +143,11 @@ class Ramp:
         """The largest passing step (steps stop at the first failure, so the last passing one)."""
         passed = [step for step in self.steps if step.passed]
         return passed[-1] if passed else None
+
+    @property
+    def open_ended(self) -> bool:
+        """Every step passed up to the plan's last: the server's capacity is this or more."""
+        return bool(self.steps) and all(step.passed for step in self.steps) and not self.error
 
     def at(self, users: int) -> Step | None:
         return next((step for step in self.steps if step.users == users), None)
@@ -259,7 +276,7 @@ async def ramp(server: ServerProcess, mode: str, plan: Plan, report=print) -> Ra
             for user in joined:
                 user.start()
             users += joined
-            await asyncio.sleep(plan.settle_seconds)
+            await asyncio.sleep(plan.first_settle_seconds if first == 1 else plan.settle_seconds)
             step = await _measure(server, users, plan, rss0)
             result.steps.append(step)
             report(f"capacity {server.kind:11s} {mode:5s} N={step.users:<4d} p50={step.p50:.1f} p99={step.p99:.1f} ms "
@@ -277,12 +294,25 @@ async def ramp(server: ServerProcess, mode: str, plan: Plan, report=print) -> Ra
 
 def run_capacity(kinds: Iterable[str], modes: Iterable[str], plan: Plan, log_dir: Path, report=print,
                  reactor: str | None = None) -> list[Ramp]:
-    """Every kind × mode on a freshly started server, one after another."""
-    ramps = []
+    """Every kind × mode on a freshly started server, one after another.
+
+    A server that does not start (an option this docsyncd lacks, no Python
+    for Bokeh 3.10) gets a ramp with its error for each mode, and the run goes on.
+    """
+    ramps, broken = [], {}
     for mode in modes:
         for kind in kinds:
-            with running_server(kind, APP, log_dir, reactor=reactor) as server:
-                ramps.append(asyncio.run(ramp(server, mode, plan, report)))
+            if kind in broken:
+                ramps.append(Ramp(kind, mode, error=broken[kind]))
+                continue
+            try:
+                with running_server(kind, APP, log_dir, reactor=reactor) as server:
+                    ramps.append(asyncio.run(ramp(server, mode, plan, report)))
+            except (ServerFailed, Unavailable, OSError) as exc:
+                broken[kind] = "not started: " + " … ".join(dict.fromkeys(
+                    line.strip() for line in (str(exc).splitlines() or [repr(exc)])[::-1] if line.strip()))[:300]
+                report(f"capacity {kind} {mode}: {broken[kind]}")
+                ramps.append(Ramp(kind, mode, error=broken[kind]))
     return ramps
 
 
@@ -294,59 +324,109 @@ def _fmt(value: float | None, digits: str = ".1f") -> str:
 
 
 def clicks_move(ramps: list[Ramp], kind: str, mode: str) -> float | None:
-    """How many ms the clicks of ``mode`` add to the others' p99: at the click ramp's largest passing N
-    (its first step if none passed), its p99 minus the no-click ramp's p99 at the same N."""
+    """How many ms the clicks of ``mode`` add to the others' p99 at the same N: the click ramp's p99 minus
+    the no-click ramp's, at the largest N where both passed (the click ramp's first step if it failed there).
+    Steps where the no-click ramp failed are left out: there the server was overloaded without any click."""
     clicked = _find(ramps, kind, mode)
     quiet = _find(ramps, kind, "none")
-    if clicked is None or quiet is None or not clicked.steps:
+    if clicked is None or quiet is None:
         return None
-    step = clicked.best or clicked.steps[0]
-    baseline = quiet.at(step.users)
-    return None if baseline is None else step.p99 - baseline.p99
+    shared = [(step, base) for step in clicked.steps if (base := quiet.at(step.users)) is not None and base.passed]
+    both = [pair for pair in shared if pair[0].passed]
+    if not shared:
+        return None
+    step, base = both[-1] if both else shared[0]
+    return step.p99 - base.p99
 
 
 def _find(ramps: list[Ramp], kind: str, mode: str) -> Ramp | None:
     return next((r for r in ramps if r.kind == kind and r.mode == mode), None)
 
 
+def users_ratio(subject: Ramp | None, reference: Ramp | None, plan: Plan) -> tuple[str, bool | None]:
+    """The subject's largest passing N over the reference's, as text, and whether it meets ``USERS_GOAL``.
+
+    Bounds stay bounds: a ramp that passed every step may serve more (its N is
+    a lower bound), and a ramp whose first step failed serves fewer than
+    ``plan.start_users`` (the ratio is then above the subject's N over that).
+    None: not known from this run (a ramp missing, or both bounds open).
+    """
+    if subject is None or reference is None or not subject.steps or not reference.steps:
+        return "", None
+    s = subject.best.users if subject.best else 0
+    r = reference.best.users if reference.best else 0
+    if r == 0:
+        if s == 0:
+            return "", None
+        low = s / plan.start_users
+        return f"> {low:.2f}×", True if low >= USERS_GOAL else None
+    ratio = s / r
+    if subject.open_ended and reference.open_ended:
+        return f"{ratio:.2f}× (both open)", None
+    if subject.open_ended:
+        return f"≥ {ratio:.2f}×", True if ratio >= USERS_GOAL else None
+    if reference.open_ended:
+        return f"≤ {ratio:.2f}×", False if ratio < USERS_GOAL else None
+    return f"{ratio:.2f}×", ratio >= USERS_GOAL
+
+
 def summary_table(ramps: list[Ramp], plan: Plan) -> str:
-    """A column per server: the largest passing N per mode, CPU and RSS per user there, what clicks cost the others."""
+    """A column per server: the largest passing N per mode, CPU and RSS per user there, what clicks cost the
+    others; the subject/reference ratio, and the goals (``USERS_GOAL``, ``CLICK_MOVE_GOAL_MS``) on the subject."""
     kinds = list(dict.fromkeys(r.kind for r in ramps))
     modes = list(dict.fromkeys(r.mode for r in ramps))
-    head = ["figure", *kinds] + ([f"docsyncd / {REFERENCE}"] if {"docsyncd", REFERENCE} <= set(kinds) else [])
+    compare = {SUBJECT, REFERENCE} <= set(kinds)
+    head = ["figure", *kinds, *([f"{SUBJECT} / {REFERENCE}"] if compare else []), "target", "met?"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    verdicts = {True: "yes", False: "**no**", None: "?"}
 
-    def row(label: str, value_of, digits=".1f", ratio=False) -> None:
-        values = {kind: value_of(kind) for kind in kinds}
-        cells = [label, *[_fmt(values[k], digits) for k in kinds]]
-        if len(head) > len(kinds) + 1:
-            d, b = values.get("docsyncd"), values.get(REFERENCE)
-            cells.append(f"{d / b:.2f}×" if ratio and d is not None and b and not math.isnan(d) else "")
-        lines.append("| " + " | ".join(cells) + " |")
+    def row(label: str, cells: list[str], ratio: str = "", target: str = "", met: bool | None | str = "") -> None:
+        verdict = verdicts[met] if target else ""
+        lines.append("| " + " | ".join([label, *cells, *([ratio] if compare else []), target, verdict]) + " |")
+
+    def values(value_of, digits: str) -> tuple[list[str], str]:
+        got = {kind: value_of(kind) for kind in kinds}
+        d, b = got.get(SUBJECT), got.get(REFERENCE)
+        ratio = f"{d / b:.2f}×" if d is not None and b and not math.isnan(d) and not math.isnan(b) else ""
+        return [_fmt(got[k], digits) for k in kinds], ratio
 
     def best(kind: str, mode: str) -> Step | None:
         found = _find(ramps, kind, mode)
         return found.best if found else None
 
+    def users(kind: str, mode: str) -> str:
+        found = _find(ramps, kind, mode)
+        if found is None or not found.steps:
+            return "—"
+        return f"{found.best.users if found.best else 0}" + ("+" if found.open_ended else "")
+
     for mode in modes:
         what = "no clicks" if mode == "none" else f"{mode} clicks"
-        row(f"largest passing N, {what}", lambda k: float(best(k, mode).users) if best(k, mode) else 0.0, ".0f", True)
-        row(f"  p99 others at that N (ms), {what}", lambda k: best(k, mode).p99 if best(k, mode) else None)
+        ratio, met = users_ratio(_find(ramps, SUBJECT, mode), _find(ramps, REFERENCE, mode), plan)
+        row(f"largest passing N, {what}", [users(k, mode) for k in kinds], ratio,
+            f"{SUBJECT} ≥ {USERS_GOAL:g}× {REFERENCE}", met)
+        row(f"  p99 others at that N (ms), {what}", *values(lambda k: best(k, mode).p99 if best(k, mode) else None, ".1f"))
         row(f"  server CPU per user at that N (ms/s), {what}",
-            lambda k: best(k, mode).cpu_per_user if best(k, mode) else None, ".2f", True)
+            *values(lambda k: best(k, mode).cpu_per_user if best(k, mode) else None, ".2f"))
         row(f"  server RSS per user at that N (KiB), {what}",
-            lambda k: best(k, mode).rss_per_user if best(k, mode) else None, ".0f", True)
+            *values(lambda k: best(k, mode).rss_per_user if best(k, mode) else None, ".0f"))
     for mode in modes:
         if mode != "none":
-            row(f"{mode} clicks move the others' p99 by (ms)", lambda k: clicks_move(ramps, k, mode))
+            cells, _ = values(lambda k: clicks_move(ramps, k, mode), ".1f")
+            move = clicks_move(ramps, SUBJECT, mode)
+            row(f"{mode} clicks move the others' p99 by (ms)", cells, "",
+                f"{SUBJECT} ≤ {CLICK_MOVE_GOAL_MS:g} ms", None if move is None else move <= CLICK_MOVE_GOAL_MS)
     notes = [
         "",
         f"A step passes while the p99 round trip of the users who do not click is ≤ {plan.p99_ms:g} ms and "
         f"each of them received ≥ {plan.rows_fraction:.0%} of its rows; steps of {plan.step_seconds:g} s from "
         f"{plan.start_users} users by {plan.step_users} up to {plan.max_users}. Largest passing N = 0: the first step "
-        "failed. Click moves: p99 with clicks minus p99 without, at the click ramp's largest passing N.",
+        "failed; N+: every step passed, the server may serve more. All servers but `-w2` and `-np2` run one "
+        f"process, so the N ratio is users per process at the same p99. Click moves: p99 with clicks minus p99 "
+        "without, at the largest N both passed (the click ramp's first step if it failed there).",
     ]
-    return "\n".join(lines + notes)
+    errors = [f"- {r.kind}, {r.mode}: {r.error}" for r in ramps if r.error]
+    return "\n".join(lines + notes + ([""] + errors if errors else []))
 
 
 def steps_table(ramps: list[Ramp]) -> str:
@@ -387,6 +467,9 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--modes", nargs="+", choices=MODES, help="click modes (default: all)")
     group.add_argument("--capacity-servers", nargs="+", choices=KINDS,
                        help=f"servers to ramp (default: {' '.join(KINDS)})")
+    group.add_argument("--bokeh310-python", metavar="PATH",
+                       help="Python ≥ 3.12 that builds the bokeh310 server's venv in .bench/bokeh310 "
+                            "(default: python3.13 or python3.12 on PATH, or pyenv's)")
 
 
 def plan_from(args: argparse.Namespace, quick: bool) -> Plan:

@@ -25,7 +25,7 @@ import traceback
 from dataclasses import asdict
 from pathlib import Path
 
-from . import capacity
+from . import bokeh310, capacity
 from .report import RunResults, markdown_table
 from .scenarios import FULL, QUICK, SCENARIOS, Scenario, Sizes
 from .servers import KINDS, base_kind, docsyncd_missing, running_server
@@ -114,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         plan = capacity.plan_from(args, args.quick)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.bokeh310_python:
+        if not os.access(args.bokeh310_python, os.X_OK):
+            parser.error(f"--bokeh310-python {args.bokeh310_python}: not an executable file")
+        bokeh310.base_python = args.bokeh310_python
 
     sizes = QUICK if args.quick else FULL
     rounds = args.rounds or (2 if args.quick else 5)
@@ -131,14 +135,15 @@ def main(argv: list[str] | None = None) -> int:
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     for old in LOG_DIR.glob("*.log"):
         old.unlink()
-    started = time.monotonic()
+    started, load_before = time.monotonic(), os.getloadavg()[0]
     results = run_all(scenarios, kinds, rounds, sizes, reactor=args.docsyncd_reactor)
     ramps = None
     if capacity.NAME in (args.only or ()):
         ramps = capacity.run_capacity(capacity.kinds_from(args, kinds), args.modes or capacity.MODES, plan, LOG_DIR,
                                       report=lambda line: print(line, file=sys.stderr, flush=True),
                                       reactor=args.docsyncd_reactor)
-    minutes = (time.monotonic() - started) / 60
+    minutes, load_after = (time.monotonic() - started) / 60, os.getloadavg()[0]
+    busy = max(load_before, load_after) > (os.cpu_count() or 1)
 
     header = [
         "`" + " ".join(["python -m benchmarks.run", *(sys.argv[1:] if argv is None else argv)]) + "`",
@@ -146,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         + (f"rounds: {rounds}, each {' then '.join(kinds)} on a fresh server"
            + "".join(f" ({s.name}: {' then '.join(s.variants)})" for s in scenarios if s.variants) + "; "
            if scenarios else "")
-        + f"{minutes:.1f} min in all.",
+        + f"{minutes:.1f} min in all; load average {load_before:.2f} at the start, {load_after:.2f} at the end"
+        + (" (more than the CPUs: other processes competed with the servers)." if busy else "."),
         "Trust server CPU (utime+stime, read in ns), memory and the ratios (paired per round); "
         "wall-clock figures move ±50% between runs on a shared machine.",
         *(["Sizes: " + ", ".join(f"{name}={value}" for name, value in asdict(sizes).items()) + "."] if scenarios else []),

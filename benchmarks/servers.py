@@ -21,17 +21,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import bokeh310
 from .loadgen import AppAddress
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 APPS_DIR = Path(__file__).resolve().parent / "apps"
 KINDS = ("docsyncd", "bokeh")
-#: Further ways to start each server, for scenarios that compare them (``Scenario.variants``):
-#: the extra command-line arguments, after the base kind's own.
+#: Further ways to start each server, for scenarios that compare them (``Scenario.variants``, the
+#: capacity benchmark): the base kind and the extra command-line arguments, after the base kind's own.
 VARIANTS = {
     "docsyncd-w2": ("docsyncd", ["--workers", "2"]),
+    "docsyncd-t0": ("docsyncd", ["--num-threads", "0"]),
     "bokeh-np2": ("bokeh", ["--num-procs", "2"]),
+    "bokeh310": ("bokeh", []),
 }
+#: Variants that run on another interpreter than the benchmarks' own: a function returning its path
+#: (called when the server starts; bokeh310.interpreter builds its venv on first use).
+INTERPRETERS = {"bokeh310": bokeh310.interpreter}
 HOST = "127.0.0.1"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -79,6 +85,8 @@ def command(kind: str, app: Path, port: int, reactor: str | None = None) -> list
     if kind in VARIANTS:
         base, extra = VARIANTS[kind]
         cmd = command(base, app, port, reactor)
+        if kind in INTERPRETERS:
+            cmd[0] = INTERPRETERS[kind]()
         return cmd[:-1] + extra + cmd[-1:] if base == "bokeh" else cmd + extra
     if kind == "docsyncd":
         # `python -m twisted` is `twist` (always foreground; it rejects twistd's -n),

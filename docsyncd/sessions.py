@@ -17,7 +17,7 @@ from __future__ import annotations
 import gc
 import json
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -47,9 +47,17 @@ class DocumentBuildError(Exception):
     """The app's code raised while building a session's document."""
 
 
+#: A discard's full collection (``one_collection``) waits until the documents discarded since the last one are
+#: this share of the app's live sessions: Python's own rule for its full collections (a quarter more).
+COLLECT_SHARE = 0.25
+
+#: How many ``one_collection`` blocks are open now (an inner one leaves the collection to the outer one).
+_open_collections = 0
+
+
 @contextmanager
-def one_collection() -> Iterator[None]:
-    """Documents destroyed inside share one garbage collection, run on the way out if any was.
+def one_collection(worth_it: Callable[[int], bool] = lambda destroyed: True) -> Iterator[None]:
+    """Documents destroyed inside share one garbage collection, run on the way out if any was and ``worth_it``.
 
     ``Document.destroy`` runs ``gc.collect()`` and, for each of the document's
     modules (every session of a script app has one), ``gc.get_referrers``
@@ -70,16 +78,45 @@ def one_collection() -> Iterator[None]:
     150–260 ms (issue 15).  It has to be a full one: a session's document
     lived long enough to reach the oldest generation, which a young-generation
     collection does not visit.
+
+    Even then it stalls every session, so the outermost block asks
+    ``worth_it(number destroyed)`` first (``SessionManager`` collects once
+    ``COLLECT_SHARE`` of its sessions were discarded since its last one):
+    until then the destroyed documents wait, set aside (``set_aside``), for
+    a later collection.
     """
+    global _open_collections
     collect, get_referrers = gc.collect, gc.get_referrers
     destroyed = []
     gc.collect, gc.get_referrers = (lambda generation=2: destroyed.append(generation) or 0), (lambda *objs: [])
+    _open_collections += 1
     try:
         yield
     finally:
+        _open_collections -= 1
         gc.collect, gc.get_referrers = collect, get_referrers
-        if destroyed:
-            gc.collect()
+        if destroyed and (_open_collections or worth_it(len(destroyed))):
+            gc.unfreeze()  # the destroyed documents were set aside with the others (set_aside)
+            gc.collect()  # nested: the outer block's no-op, which counts them there
+            gc.freeze()
+
+
+def set_aside() -> None:
+    """Keep every object alive now out of Python's automatic garbage collections (``gc.freeze``).
+
+    Called once a session's document is built.  A document's objects live as
+    long as its session, but Python's own full collections, which come each
+    time the objects that survived grew by a quarter, walk every tracked
+    object: while 80 users joined the capacity benchmark (issue 15), three of
+    them stalled the reactor for 40, 70 and 210 ms (52k, 127k and 194k
+    objects), stalls every user waiting for a round trip feels.  Frozen, the
+    documents and the imported modules are not walked; Python's collections
+    then see only what was made since the last session was built.  Discarding
+    sessions is what frees documents, so ``one_collection`` unfreezes,
+    collects and freezes again: the discard's collection is the only full one
+    left, and it also frees any other cyclic garbage frozen meanwhile.
+    """
+    gc.freeze()
 
 
 #: Young-generation collections between two automatic full ones (CPython's default: 10).
@@ -136,6 +173,8 @@ class SessionManager:
         self._sessions: dict[str, ServerSession] = {}
         self._contexts: dict[str, AppSessionContext] = {}
         self._waiting: dict[str, list[defer.Deferred]] = {}
+        #: documents discarded since the last full collection (``_worth_collecting``)
+        self._uncollected = 0
         #: Whether a document of the app built here asked for its own page (None: none built yet).
         self.sets_page_template: bool | None = None
         self._rehearsal: defer.Deferred | None = None
@@ -262,6 +301,7 @@ class SessionManager:
                      ms=(self._clock.seconds() - started) * 1000)
             return session
         self._sessions[session_id] = session
+        set_aside()
         REGISTRY.count("docsync_sessions_created_total", app=self.app.name)
         REGISTRY.observe_build(self.app.name, self._clock.seconds() - started)
         log.info(
@@ -342,8 +382,19 @@ class SessionManager:
         def expired(session: ServerSession, holding_lock: bool = True) -> bool:
             return session.expired(lifetime, holding_lock=holding_lock)
 
-        with one_collection():
+        with one_collection(self._worth_collecting):
             return self._discard_each([s for s in self._sessions.values() if expired(s, holding_lock=False)], expired)
+
+    def _worth_collecting(self, destroyed: int) -> bool:
+        """Whether the documents discarded since the last full collection, ``destroyed`` more now, are
+        ``COLLECT_SHARE`` of the live sessions (all of them once none is left): a full collection walks every
+        object of the process, 200–350 ms at 90 sessions (issue 15), so a sweep discarding one session of
+        many leaves its document for a later one instead of stalling every other session."""
+        self._uncollected += destroyed
+        if self._uncollected < COLLECT_SHARE * len(self._sessions):
+            return False
+        self._uncollected = 0
+        return True
 
     def discard_all(self, grace: float | None = None) -> defer.Deferred:
         """Discard every session, connected or not (server shutdown).
@@ -366,7 +417,7 @@ class SessionManager:
             # Someone may have connected while we waited for the lock.
             if not still_wanted(session):
                 return False
-            with one_collection():  # destroyed later, once its lock is free: still no leak-check walk
+            with one_collection(self._worth_collecting):  # destroyed later, its lock free: no leak-check walk
                 session.destroy()
             return True
 

@@ -266,6 +266,47 @@ class DiscardTests(ManagerTestCase):
         self.assertEqual(len(collections), 1)
         self.assertEqual([s.id for s in manager.sessions], ["connected"])
 
+    def test_built_documents_set_aside_from_collections(self):
+        """Once built, a session's document is out of Python's automatic garbage collections (``gc.freeze``):
+        their full ones walk every tracked object and, while sessions join, stalled the reactor for 70–210 ms
+        (issue 15); discarding the session still frees the document."""
+        manager = self.manager_for(write_app(self.tmp_path, "plain", SLIDER_APP))
+        session = self.successResultOf(self.create(manager, "built"))
+        models = list(session.document.models)
+        tracked = {id(o) for o in gc.get_objects()}  # what a collection walks: frozen objects are not among them
+        self.assertEqual([m for m in models if id(m) in tracked], [])
+        document = weakref.ref(session.document)
+        del session, models, tracked
+        self.clock.advance(20)
+        self.successResultOf(manager.discard_unused(15))
+        self.assertIsNone(document())
+
+    def test_discards_collected_once_a_quarter_of_the_sessions(self):
+        """A sweep that discards one session of many leaves its document for a later full collection, which
+        comes once the discarded documents since the last one are a quarter of the live sessions: each full
+        collection stalls every session (200–350 ms at 90, issue 15); the documents are freed then."""
+        manager = self.manager_for(write_app(self.tmp_path, "plain", SLIDER_APP))
+        for i in range(6):
+            self.successResultOf(self.create(manager, f"kept{i}")).attach(FakeConnection())
+        leaving = [self.successResultOf(self.create(manager, f"leaving{i}")) for i in range(2)]
+        documents = [weakref.ref(session.document) for session in leaving]
+        collections = []
+        collect = gc.collect
+        self.patch(gc, "collect", lambda *args: collections.append(args) or collect(*args))
+        self.clock.advance(10)
+        busy = FakeConnection()
+        leaving[1].attach(busy)  # in use a while longer
+        self.clock.advance(10)
+        self.successResultOf(manager.discard_unused(15))  # "leaving0": 1 discarded < 7 live / 4
+        self.assertEqual((collections, len(manager.sessions)), ([], 7))
+        self.assertTrue(leaving[0].destroyed)
+        leaving[1].detach(busy)
+        del leaving
+        self.clock.advance(20)
+        self.successResultOf(manager.discard_unused(15))  # "leaving1": 2 discarded ≥ 6 live / 4
+        self.assertEqual(len(collections), 1)
+        self.assertEqual([ref() for ref in documents], [None, None])
+
     def test_discarded_after_its_lock_without_leak_walk(self):
         """A session destroyed later, once its lock is free, costs one collection and no ``gc.get_referrers``
         walk over every object of the process (Bokeh's leak check, which only logs)."""

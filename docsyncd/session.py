@@ -274,10 +274,10 @@ class ServerSession:
         return d.addErrback(log_callback_failure, name, self.id)
 
     def _run_session_callback(self, callback: Callable[[], Any]) -> defer.Deferred:
-        """A periodic, timeout or next-tick callback: in a callback thread unless it must run on the reactor."""
+        """A periodic, timeout or next-tick callback: in a callback thread once it proved slow (threads.py)."""
         if getattr(callback, "nolock", False):
-            return self.threads.call(callback)
-        return self._locked(lambda: self.threads.call(callback))
+            return self.threads.call_session_callback(callback)
+        return self._locked(lambda: self.threads.call_session_callback(callback))
 
     def _call_handlers(self, handlers: list[Any] | None, f: Callable[..., Any], *args: Any) -> defer.Deferred:
         """Call ``f(*args)``, which calls ``handlers`` (None: unknown ones): in a callback thread when there are

@@ -8,10 +8,11 @@ Panel calls the same knob ``--num-threads``.  docsyncd does the same:
 
 - in the pool: sync ``on_change``, ``on_event``/``on_click`` handlers (by
   applying, in a thread, a browser's PATCH-DOC that triggers them:
-  ``patch_runs_user_code``), periodic, timeout and next-tick callbacks, each
-  holding its session's document lock (``ServerSession``), so two callbacks
-  of one session never overlap and none sees a half-applied patch;
-  ``without_document_lock`` callbacks run there without the lock;
+  ``patch_handlers``), and the periodic, timeout and next-tick callbacks
+  that proved slow (``call_session_callback``), each holding its session's
+  document lock (``ServerSession``), so two callbacks of one session never
+  overlap and none sees a half-applied patch; ``without_document_lock``
+  callbacks run there without the lock;
 - on the reactor thread: coroutine functions, ``inlineCallbacks`` generators,
   whatever a threaded callback returns that must be awaited, and callbacks
   marked with ``on_reactor`` (for code that is not thread-safe);
@@ -31,6 +32,7 @@ from __future__ import annotations
 import functools
 import inspect
 import threading
+import time
 from typing import Any, Callable, TypeVar
 
 from twisted.internet import defer
@@ -46,6 +48,10 @@ log = Logger(observer=logs.observer)
 
 #: Threads per process when --num-threads is not given: Bokeh 3.10's pool size; see README "Threads".
 DEFAULT_NUM_THREADS = 4
+
+#: Seconds a periodic, timeout or next-tick callback may hold the reactor thread before its code runs in the
+#: pool from its next run on (``CallbackThreads.call_session_callback``).
+SLOW_CALLBACK = 0.005
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -71,6 +77,14 @@ def _innermost(f: Any) -> Any:
             f = f.__wrapped__
         else:
             return f
+
+
+def _code_of(f: Any) -> Any:
+    """What all sessions' copies of a callback share: its function's code (an app's script runs once per
+    session, its functions are new each time, their code is the same), else its class."""
+    inner = _innermost(f)
+    code = getattr(inner, "__code__", None)
+    return code if code is not None else type(inner)
 
 
 def runs_on_reactor(f: Any) -> bool:
@@ -135,7 +149,8 @@ class CallbackThreads:
     past ``--shutdown-grace`` cannot keep the process alive).
     """
 
-    def __init__(self, reactor: Any, size: int, defer_to_thread: Callable[[Callable[[], Any]], defer.Deferred] | None = None):
+    def __init__(self, reactor: Any, size: int, defer_to_thread: Callable[[Callable[[], Any]], defer.Deferred] | None = None,
+                 timer: Callable[[], float] = time.perf_counter):
         if size < 0:
             raise ValueError(f"--num-threads must be 0 or more, not {size}")
         self.reactor = reactor
@@ -146,6 +161,9 @@ class CallbackThreads:
             self._pool.threadFactory = functools.partial(threading.Thread, daemon=True)
             defer_to_thread = functools.partial(deferToThreadPool, reactor, self._pool)
         self._defer_to_thread = defer_to_thread
+        self._timer = timer
+        #: The code of session callbacks that held the reactor thread ``SLOW_CALLBACK`` or longer.
+        self._slow_callbacks: set[Any] = set()
         #: The reactor thread once the reactor runs; before that, the thread that built this.
         self.home_thread = threadable.ioThread or threadable.getThreadID()
 
@@ -169,6 +187,32 @@ class CallbackThreads:
         if not (in_thread and self.enabled):
             return call_user(f, *args)
         return self._defer_to_thread(functools.partial(f, *args)).addCallback(as_deferred)
+
+    def call_session_callback(self, callback: Callable[[], Any]) -> defer.Deferred:
+        """Run a periodic, timeout or next-tick callback: on the reactor thread until it proves slow.
+
+        Such callbacks run many times a second (a stream's tick takes a fraction
+        of a millisecond), and handing each run to a thread and its changes back
+        costs more than the run: with every tick in the pool, the capacity
+        benchmark's streaming users cost 1.3–2.3× the CPU and one process
+        served 40 of them instead of 130.  So a callback runs on the reactor
+        thread, timed; once a run of its code held the reactor thread
+        ``SLOW_CALLBACK`` or longer, every later run of it, in any session of
+        the process, goes to the pool.
+        """
+        if not self.enabled or runs_on_reactor(callback):
+            return call_user(callback)
+        code = _code_of(callback)
+        if code in self._slow_callbacks:
+            return self.call(callback, in_thread=True)
+        started = self._timer()
+        result = call_user(callback)
+        took = self._timer() - started
+        if took >= SLOW_CALLBACK:
+            self._slow_callbacks.add(code)
+            log.info("callback {name} held the reactor thread for {ms:.0f} ms; it runs in callback threads from "
+                     "now on", name=getattr(_innermost(callback), "__qualname__", repr(callback)), ms=took * 1000)
+        return result
 
     def start(self) -> None:
         if self._pool is not None:

@@ -52,7 +52,9 @@ class SessionTestCase(SynchronousTestCase):
         self.reactor = ThreadRecordingReactor()
         self.doc, self.slider, self.div = slider_doc()
         self.threads_used: list[int] = []
-        threads = CallbackThreads(self.reactor, 4, defer_to_thread=self.run_in_thread) if self.threaded else None
+        self.now = 0.0  # what the callback threads time callbacks with; a "slow" callback advances it
+        threads = (CallbackThreads(self.reactor, 4, defer_to_thread=self.run_in_thread, timer=lambda: self.now)
+                   if self.threaded else None)
         self.session = ServerSession("session-1", self.doc, "token", self.clock, self.reactor, threads=threads)
         self.addCleanup(self._destroy)
 
@@ -323,9 +325,7 @@ class SessionCallbackTests(SessionTestCase):
         self.reactor.run_handed_over()
         self.clock.advance(0)
         # run on the reactor thread, or in a callback thread (--num-threads), never in the thread that added it
-        expected = self.threads_used if self.threaded else [threading.get_ident()]
-        self.assertEqual([t.ident for t in ran], expected)
-        self.assertNotIn(thread, ran)
+        self.assertEqual(ran, [threading.current_thread()])  # quick: on the reactor thread, also with threads
         self.assertEqual(model_changes(a.messages), [("text", "from thread")])
 
     def test_destroy_stops_callbacks(self):
@@ -416,19 +416,29 @@ class CallbackThreadTests(SessionTestCase):
         self.assertEqual(ran_on, [threading.get_ident()])
         self.assertEqual(self.div.text, "async")
 
-    def test_periodic_callback_holds_the_lock_in_its_thread(self):
-        """A sync periodic callback runs in a thread, and other locked work waits until it is done."""
+    def test_slow_periodic_callback_moves_to_a_thread_holding_the_lock(self):
+        """A periodic callback runs on the reactor thread until a run takes 5 ms; then in a thread, under the
+        lock: other locked work waits until it is done."""
         (a,) = self.connect("a")
         order = []
+
+        def tick():
+            order.append(threading.get_ident())
+            self.now += 0.02  # a 20 ms query
+            self.div.text = f"tick {len(order)}"
+
+        self.doc.add_periodic_callback(tick, 1000)
+        self.clock.advance(1)
+        self.assertEqual((order, self.threads_used), ([threading.get_ident()], []))
         gate = defer.Deferred()
         self.session.with_document_locked(lambda: gate)
-        self.doc.add_periodic_callback(lambda: order.append(("tick", threading.get_ident())), 1000)
         self.clock.advance(1)
         pulled = self.session.pull(wire.PROTOCOL.create("PULL-DOC-REQ"))
-        self.assertEqual(order, [])
+        self.assertEqual(len(order), 1)
         gate.callback(None)
-        self.assertEqual(order, [("tick", self.threads_used[0])])
-        self.assertNotEqual(self.threads_used[0], threading.get_ident())
+        self.assertEqual(order[1:], self.threads_used)
+        self.assertNotEqual(self.threads_used, [threading.get_ident()])
+        self.assertEqual(model_changes(a.messages), [("text", "tick 1"), ("text", "tick 2")])
         self.successResultOf(pulled)
 
     def test_coroutine_callback_stays_here(self):

@@ -197,6 +197,43 @@ class CallbackThreadsTests(SynchronousTestCase):
         self.assertRaises(ValueError, CallbackThreads, self.reactor, -1)
 
 
+class SessionCallbackPlacementTests(SynchronousTestCase):
+    """Periodic, timeout and next-tick callbacks stay on the reactor thread until one of their runs is slow."""
+
+    def setUp(self):
+        self.now = 0.0
+        self.threads = CallbackThreads(ThreadRecordingReactor(), 4, defer_to_thread=run_in_joined_thread,
+                                       timer=lambda: self.now)
+
+    def callback_of_a_session(self, seconds):
+        """The callback as each session's run of the app's script makes it: a new function, the same code."""
+        def tick():
+            self.now += seconds
+            return threading.get_ident()
+
+        return tick
+
+    def test_quick_callback_stays(self):
+        for _ in range(3):
+            here = self.successResultOf(self.threads.call_session_callback(self.callback_of_a_session(0.001)))
+            self.assertEqual(here, threading.get_ident())
+
+    def test_slow_callback_moves_for_every_session(self):
+        logged = []
+        globalLogPublisher.addObserver(logged.append)
+        self.addCleanup(globalLogPublisher.removeObserver, logged.append)
+        first = self.successResultOf(self.threads.call_session_callback(self.callback_of_a_session(0.2)))
+        self.assertEqual(first, threading.get_ident())  # found out the hard way, once per process
+        later = self.successResultOf(self.threads.call_session_callback(self.callback_of_a_session(0.2)))
+        self.assertNotEqual(later, threading.get_ident())
+        self.assertTrue(any("runs in callback threads from now on" in e.get("log_format", "") for e in logged))
+
+    def test_marked_callback_never_moves(self):
+        slow = on_reactor(self.callback_of_a_session(0.2))
+        for _ in range(2):
+            self.assertEqual(self.successResultOf(self.threads.call_session_callback(slow)), threading.get_ident())
+
+
 class PoolLifeTests(SynchronousTestCase):
     """The real pool: daemon threads, and a stop that does not wait for a stuck callback."""
 

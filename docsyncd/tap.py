@@ -58,9 +58,10 @@ class Options(GuardOptions, usage.Options):  # proxy, access and limit options: 
         ["keep-alive", None, 37000, "Websocket ping interval in ms (0 disables).", int],
         ["check-unused-sessions", None, 17000, "How often to look for unused sessions, in ms.", int],
         ["unused-session-lifetime", None, 15000, "How long a session without connections lives, in ms.", int],
-        ["num-threads", None, None, "Threads per process that run the apps' sync callbacks, each holding its "
-                                    "session's lock, so a slow one does not stall other sessions (0: all on the "
-                                    "reactor thread; default: %d)." % DEFAULT_NUM_THREADS, int],
+        ["num-threads", None, None, "Threads per process that run the apps' slow sync callbacks, each holding "
+                                    "its session's lock, so they do not stall other sessions; also Panel's "
+                                    "nthreads, as with panel serve --num-threads (0: all on the reactor thread; "
+                                    "default: %d)." % DEFAULT_NUM_THREADS, int],
         ["shutdown-grace", None, 5000, "On SIGTERM, ms a session's callbacks may keep running before they are "
                                        "cancelled and the session destroyed anyway (0: at once).", int],
         ["session-token-expiration", None, 300, "Seconds a page's session token may wait before its websocket opens.", int],

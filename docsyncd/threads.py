@@ -49,9 +49,10 @@ log = Logger(observer=logs.observer)
 #: Threads per process when --num-threads is not given: Bokeh 3.10's pool size; see README "Threads".
 DEFAULT_NUM_THREADS = 4
 
-#: Seconds a periodic, timeout or next-tick callback may hold the reactor thread before its code runs in the
-#: pool from its next run on (``CallbackThreads.call_session_callback``).
-SLOW_CALLBACK = 0.005
+#: A periodic, timeout or next-tick callback whose code held the reactor thread this many seconds in
+#: ``SLOW_RUNS`` runs in a row runs in the pool from then on (``CallbackThreads.call_session_callback``).
+SLOW_CALLBACK = 0.010
+SLOW_RUNS = 2
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -162,8 +163,9 @@ class CallbackThreads:
             defer_to_thread = functools.partial(deferToThreadPool, reactor, self._pool)
         self._defer_to_thread = defer_to_thread
         self._timer = timer
-        #: The code of session callbacks that held the reactor thread ``SLOW_CALLBACK`` or longer.
+        #: The code of session callbacks that proved slow, and how many of its last runs in a row were slow.
         self._slow_callbacks: set[Any] = set()
+        self._slow_runs: dict[Any, int] = {}
         #: The reactor thread once the reactor runs; before that, the thread that built this.
         self.home_thread = threadable.ioThread or threadable.getThreadID()
 
@@ -196,9 +198,11 @@ class CallbackThreads:
         costs more than the run: with every tick in the pool, the capacity
         benchmark's streaming users cost 1.3–2.3× the CPU and one process
         served 40 of them instead of 130.  So a callback runs on the reactor
-        thread, timed; once a run of its code held the reactor thread
-        ``SLOW_CALLBACK`` or longer, every later run of it, in any session of
-        the process, goes to the pool.
+        thread, timed; once runs of its code held the reactor thread
+        ``SLOW_CALLBACK`` or longer ``SLOW_RUNS`` times in a row, every later
+        run of it, in any session of the process, goes to the pool.  In a row,
+        because a quick tick is sometimes slow once: its first run (caches
+        filled, modules imported) or one a busy machine preempted.
         """
         if not self.enabled or runs_on_reactor(callback):
             return call_user(callback)
@@ -208,8 +212,10 @@ class CallbackThreads:
         started = self._timer()
         result = call_user(callback)
         took = self._timer() - started
-        if took >= SLOW_CALLBACK:
+        slow_runs = self._slow_runs[code] = self._slow_runs.get(code, 0) + 1 if took >= SLOW_CALLBACK else 0
+        if slow_runs >= SLOW_RUNS:
             self._slow_callbacks.add(code)
+            del self._slow_runs[code]
             log.info("callback {name} held the reactor thread for {ms:.0f} ms; it runs in callback threads from "
                      "now on", name=getattr(_innermost(callback), "__qualname__", repr(callback)), ms=took * 1000)
         return result

@@ -91,11 +91,10 @@ def _code_of(f: Any) -> Any:
 def runs_on_reactor(f: Any) -> bool:
     """Whether ``f`` must run on the reactor thread: marked ``on_reactor``, a coroutine or generator function
     (``async def``, ``inlineCallbacks``), or one that stands for one (callbacks._AwaitedCallback)."""
-    for layer in (f, _innermost(f)):
-        if getattr(layer, "__docsyncd_on_reactor__", False):
-            return True
     inner = _innermost(f)
-    return inspect.iscoroutinefunction(inner) or inspect.isgeneratorfunction(inner) or inspect.isasyncgenfunction(inner)
+    return (any(getattr(layer, "__docsyncd_on_reactor__", False) for layer in (f, inner))
+            or inspect.iscoroutinefunction(inner) or inspect.isgeneratorfunction(inner)
+            or inspect.isasyncgenfunction(inner))
 
 
 class ThreadLocalCurdocs(threading.local):

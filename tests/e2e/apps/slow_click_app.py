@@ -1,21 +1,17 @@
 """A slow sync click callback next to a fast round trip (tests/e2e/test_callback_threads.py).
 
 The button's callback says "working", then blocks until the file named by
-SLOW_CLICK_RELEASE exists (the test creates it), then says "done": a slow
-database query, without a clock in the test.  The slider's on_change writes
+SLOW_CLICK_RELEASE exists (release_gate.py), then says "done".  The slider's on_change writes
 its value into the "echo" Div: the round trip other users make meanwhile.
 """
 
-import os
 import threading
-import time
-from pathlib import Path
 
 from bokeh.io import curdoc
 from bokeh.layouts import column
 from bokeh.models import Button, Div, Slider
 
-RELEASE = Path(os.environ["SLOW_CLICK_RELEASE"])
+from release_gate import wait_for_release
 
 button = Button(label="Slow", name="button")
 slider = Slider(start=0, end=10, value=0, step=1, name="slider")
@@ -25,9 +21,7 @@ echo = Div(text="none", name="echo")
 
 def clicked():
     status.text = f"working in {threading.current_thread().name}"
-    deadline = time.monotonic() + 60
-    while not RELEASE.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for_release()
     status.text = "done"
 
 
